@@ -1,0 +1,169 @@
+//! The resource registry: which kinds the server serves and how.
+//!
+//! Exists so the store and the HTTP front end stay generic: every kind (built in or
+//! registered at runtime from a CustomResourceDefinition) is described by one
+//! [`ResourceType`], and URL paths are resolved against this table.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+use crate::error::ApiError;
+
+/// Description of one served resource (a plural in a group, served at some versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceType {
+    pub group: String,
+    /// Versions served; the first is the preferred (storage) version.
+    pub versions: Vec<String>,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub status_subresource: bool,
+    pub short_names: Vec<String>,
+    /// Registered from a CRD (status is dropped on create, as for custom resources).
+    pub custom: bool,
+}
+
+impl ResourceType {
+    /// A resource served at one version.
+    pub fn new(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, status: bool) -> Self {
+        ResourceType {
+            group: group.into(),
+            versions: vec![version.into()],
+            plural: plural.into(),
+            singular: kind.to_lowercase(),
+            kind: kind.into(),
+            namespaced,
+            status_subresource: status,
+            short_names: vec![],
+            custom: false,
+        }
+    }
+
+    /// Storage key: group and plural (versions share one storage, no conversion).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.group, self.plural)
+    }
+
+    /// `apiVersion` for a version of this resource.
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() { version.to_string() } else { format!("{}/{}", self.group, version) }
+    }
+
+    /// `apiVersion` of the preferred version.
+    pub fn preferred_api_version(&self) -> String {
+        self.api_version(&self.versions[0])
+    }
+
+    /// Describe a CustomResourceDefinition.
+    pub fn from_crd(crd: &CustomResourceDefinition) -> Result<Self, ApiError> {
+        let spec = &crd.spec;
+        let mut versions: Vec<_> = spec.versions.iter().filter(|v| v.served).collect();
+        // Storage version first, as the preferred one.
+        versions.sort_by_key(|v| !v.storage);
+        if versions.is_empty() {
+            return Err(ApiError::Invalid("spec.versions: Invalid value: must have at least one served version".into()));
+        }
+        if spec.group.is_empty() || spec.names.plural.is_empty() || spec.names.kind.is_empty() {
+            return Err(ApiError::Invalid("spec.group, spec.names.plural and spec.names.kind are required".into()));
+        }
+        let status = versions
+            .iter()
+            .any(|v| v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let namespaced = match spec.scope.as_str() {
+            "Namespaced" => true,
+            "Cluster" => false,
+            other => return Err(ApiError::Invalid(format!("spec.scope: Unsupported value: \"{other}\""))),
+        };
+        Ok(ResourceType {
+            group: spec.group.clone(),
+            versions: versions.iter().map(|v| v.name.clone()).collect(),
+            plural: spec.names.plural.clone(),
+            singular: spec.names.singular.clone().unwrap_or_else(|| spec.names.kind.to_lowercase()),
+            kind: spec.names.kind.clone(),
+            namespaced,
+            status_subresource: status,
+            short_names: spec.names.short_names.clone().unwrap_or_default(),
+            custom: true,
+        })
+    }
+}
+
+/// All served resources, keyed by `group/plural`.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<String, ResourceType>,
+}
+
+impl Registry {
+    /// The built-in kinds the dev server serves.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        for t in [
+            ResourceType::new("", "v1", "namespaces", "Namespace", false, true),
+            ResourceType::new("", "v1", "nodes", "Node", false, true),
+            ResourceType::new("", "v1", "pods", "Pod", true, true),
+            ResourceType::new("", "v1", "secrets", "Secret", true, false),
+            ResourceType::new("", "v1", "configmaps", "ConfigMap", true, false),
+            ResourceType::new("", "v1", "events", "Event", true, false),
+            ResourceType::new("", "v1", "services", "Service", true, true),
+            ResourceType::new("", "v1", "serviceaccounts", "ServiceAccount", true, false),
+            ResourceType::new("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+            ResourceType::new("events.k8s.io", "v1", "events", "Event", true, false),
+            ResourceType::new("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true),
+            ResourceType::new("apps", "v1", "deployments", "Deployment", true, true),
+            ResourceType::new(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+                false,
+                true,
+            ),
+        ] {
+            r.insert(t);
+        }
+        r
+    }
+
+    /// Add or replace a resource description.
+    pub fn insert(&mut self, t: ResourceType) {
+        self.types.insert(t.key(), t);
+    }
+
+    /// Remove a resource (CRD deletion).
+    pub fn remove(&mut self, group: &str, plural: &str) -> Option<ResourceType> {
+        self.types.remove(&format!("{group}/{plural}"))
+    }
+
+    /// Resolve a plural served at `group/version`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        self.types
+            .get(&format!("{group}/{plural}"))
+            .filter(|t| t.versions.iter().any(|v| v == version))
+    }
+
+    /// Find a resource by group and kind.
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceType> {
+        self.types.values().find(|t| t.group == group && t.kind == kind)
+    }
+
+    /// Find a resource by plural, any group (first match; core group wins).
+    pub fn by_plural(&self, plural: &str) -> Option<&ResourceType> {
+        self.types
+            .get(&format!("/{plural}"))
+            .or_else(|| self.types.values().find(|t| t.plural == plural))
+    }
+
+    /// All resources.
+    pub fn all(&self) -> impl Iterator<Item = &ResourceType> {
+        self.types.values()
+    }
+
+    /// Whether `group/version` is served at all.
+    pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
+        self.types.values().any(|t| t.group == group && t.versions.iter().any(|v| v == version))
+    }
+}

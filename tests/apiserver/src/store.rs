@@ -1,0 +1,903 @@
+//! The in-memory object store: objects, resourceVersions, write semantics, event history.
+//!
+//! Exists as the single source of truth behind the HTTP front end and the test API.
+//! It implements the write rules controllers depend on: optimistic concurrency,
+//! generation vs status subresource, finalizers and graceful deletion, no-op writes,
+//! server-side-apply ownership, and a per-kind event history so watchers can resume.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::{ApiError, conflict_modified, not_found, qualified};
+use crate::fields::{ManagedFields, Operation};
+use crate::meta::{self, finalizers, meta_mut, meta_str};
+use crate::patch::{self, PatchKind};
+use crate::registry::{Registry, ResourceType};
+use crate::selector::{FieldSelector, LabelSelector};
+
+/// Events kept per kind for resuming watchers.
+pub const HISTORY_PER_KIND: usize = 1000;
+const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
+/// Field manager recorded when a client gives none.
+pub const DEFAULT_MANAGER: &str = "unknown";
+
+/// Which part of an object a write addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Main,
+    Status,
+}
+
+/// Watch event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as recorded in history and broadcast to watchers.
+#[derive(Debug, Clone)]
+pub struct StoreEvent {
+    /// Storage key of the kind (`group/plural`).
+    pub key: String,
+    pub rv: u64,
+    pub kind: EventType,
+    pub object: Value,
+    /// The object before the change (for selector transitions).
+    pub previous: Option<Value>,
+}
+
+/// Options common to writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub field_manager: Option<String>,
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+impl WriteOptions {
+    fn manager(&self) -> &str {
+        self.field_manager.as_deref().unwrap_or(DEFAULT_MANAGER)
+    }
+}
+
+/// `DeleteOptions.preconditions`.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// Result of a delete: the object, and whether it is gone (`true`) or only marked.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub object: Value,
+    pub gone: bool,
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchStart {
+    /// Synthetic ADDED for current state, then changes (rv unset or "0").
+    CurrentState,
+    /// Changes strictly after this resourceVersion.
+    After(u64),
+}
+
+/// A registered watch: what to send first, and the live feed.
+pub struct Subscription {
+    /// Synthetic ADDED objects (current state), for `WatchStart::CurrentState`.
+    pub initial: Vec<Value>,
+    /// Missed events from history, in order.
+    pub backlog: Vec<Arc<StoreEvent>>,
+    pub live: broadcast::Receiver<Arc<StoreEvent>>,
+    /// Global resourceVersion at subscription time (live events are newer).
+    pub start_rv: u64,
+}
+
+/// A list result page.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    object: Value,
+    fields: ManagedFields,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    events: VecDeque<Arc<StoreEvent>>,
+    /// Highest rv dropped from this history (watches from below it are expired).
+    compacted_through: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    rv: u64,
+    /// type key -> (namespace, name) -> object
+    objects: BTreeMap<String, BTreeMap<(String, String), Stored>>,
+    history: BTreeMap<String, History>,
+}
+
+/// The store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<StoreEvent>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn ns_key(rt: &ResourceType, ns: &str) -> String {
+    if rt.namespaced { ns.to_string() } else { String::new() }
+}
+
+impl Store {
+    /// A store with the built-in kinds and the `default`, `kube-system` namespaces.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(16_384);
+        let store = Store {
+            inner: Mutex::new(Inner { registry: Registry::with_builtins(), rv: 0, objects: BTreeMap::new(), history: BTreeMap::new() }),
+            tx,
+        };
+        if let Some(ns_type) = store.resource("", "namespaces") {
+            for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                let _ = store.create(&ns_type, "", json!({"metadata": {"name": ns}}), &WriteOptions::default());
+            }
+        }
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave partial writes (we mutate at the end).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the registry.
+    pub fn registry(&self) -> Registry {
+        self.lock().registry.clone()
+    }
+
+    /// Resolve a type by group and plural (any version).
+    pub fn resource(&self, group: &str, plural: &str) -> Option<ResourceType> {
+        self.lock().registry.all().find(|t| t.group == group && t.plural == plural).cloned()
+    }
+
+    /// Resolve a type by group and kind.
+    pub fn resource_for_kind(&self, group: &str, kind: &str) -> Option<ResourceType> {
+        self.lock().registry.by_kind(group, kind).cloned()
+    }
+
+    /// Register a kind from a CRD without storing the CRD object.
+    pub fn register_type(&self, rt: ResourceType) {
+        self.lock().registry.insert(rt);
+    }
+
+    /// Register a CRD: stores the CRD object (as `POST .../customresourcedefinitions` does)
+    /// and serves its kind. Re-registering replaces it.
+    pub fn register_crd(&self, crd: &CustomResourceDefinition) -> Result<Value, ApiError> {
+        let crd_type = self.resource("apiextensions.k8s.io", "customresourcedefinitions").ok_or_else(|| ApiError::Internal("CRD type missing".into()))?;
+        let value = serde_json::to_value(crd).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match self.create(&crd_type, "", value.clone(), &WriteOptions::default()) {
+            Err(ApiError::AlreadyExists(_)) => {
+                let mut v = value;
+                meta_mut(&mut v).remove("resourceVersion");
+                self.replace(&crd_type, "", &name, v, Part::Main, &WriteOptions::default())
+            }
+            other => other,
+        }
+    }
+
+    /// Current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Drop all retained watch history, so any watch from an older resourceVersion
+    /// gets 410 Expired (for tests of watcher recovery).
+    pub fn compact(&self) {
+        let mut inner = self.lock();
+        let rv = inner.rv;
+        for h in inner.history.values_mut() {
+            h.events.clear();
+            h.compacted_through = rv;
+        }
+    }
+
+    /// Get one object.
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let inner = self.lock();
+        inner
+            .objects
+            .get(&rt.key())
+            .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
+            .map(|s| s.object.clone())
+            .ok_or_else(|| not_found(&rt.plural, &rt.group, name))
+    }
+
+    /// Field managers of an object (for tests).
+    pub fn managers(&self, rt: &ResourceType, ns: &str, name: &str) -> Vec<(String, Operation, usize)> {
+        let inner = self.lock();
+        inner
+            .objects
+            .get(&rt.key())
+            .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
+            .map(|s| s.fields.managers())
+            .unwrap_or_default()
+    }
+
+    /// List objects (all namespaces when `ns` is `None`), with paging.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
+        let start_after = continue_token.filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
+        let inner = self.lock();
+        let mut items = Vec::new();
+        let mut continue_out = None;
+        let mut remaining = None;
+        if let Some(objs) = inner.objects.get(&rt.key()) {
+            let mut matching = objs
+                .iter()
+                .filter(|((o_ns, _), _)| ns.is_none_or(|n| !rt.namespaced || o_ns == n))
+                .filter(|(k, _)| start_after.as_ref().is_none_or(|after| *k > after))
+                .filter(|(_, s)| labels.matches(&s.object) && fields.matches(&s.object));
+            for (k, s) in matching.by_ref() {
+                items.push(s.object.clone());
+                if limit.is_some_and(|l| l > 0 && items.len() >= l) {
+                    continue_out = Some(k.clone());
+                    break;
+                }
+            }
+            if let Some(k) = continue_out.take() {
+                let rest = matching.count();
+                if rest > 0 {
+                    continue_out = Some(k);
+                    remaining = Some(rest);
+                }
+            }
+        }
+        Ok(ListPage {
+            items,
+            resource_version: inner.rv,
+            continue_token: continue_out.map(|(n, m)| encode_continue(&n, &m)),
+            remaining,
+        })
+    }
+
+    /// Create an object (POST).
+    pub fn create(&self, rt: &ResourceType, ns: &str, body: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        create_locked(&mut inner, &self.tx, rt, ns, body, opts, Operation::Update)
+    }
+
+    /// Replace an object or its status (PUT).
+    pub fn replace(&self, rt: &ResourceType, ns: &str, name: &str, body: Value, part: Part, opts: &WriteOptions) -> Result<Value, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::BadRequest("the body of the request must be an object".into()));
+        }
+        let mut inner = self.lock();
+        let old = lookup(&inner, rt, ns, name)?;
+        if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty())
+            && Some(rv) != meta_str(&old.object, "resourceVersion")
+        {
+            return Err(conflict_modified(&rt.plural, &rt.group, name));
+        }
+        let mut fields = old.fields.clone();
+        let candidate = merge_part(rt, &old.object, body, part);
+        let new = prepare_update(rt, ns, name, &old.object, candidate)?;
+        fields.record_update(opts.manager(), &old.object, &new);
+        commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run)
+    }
+
+    /// Patch an object or its status (PATCH). Server-side apply creates missing objects.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        body: &Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        let existing = lookup(&inner, rt, ns, name);
+        if kind == PatchKind::Apply {
+            if opts.field_manager.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::Invalid("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into()));
+            }
+            if !body.is_object() {
+                return Err(ApiError::BadRequest("apply patch must be an object".into()));
+            }
+            if let Some(n) = meta_str(body, "name")
+                && n != name
+            {
+                return Err(ApiError::BadRequest(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+            }
+            match existing {
+                Err(ApiError::NotFound(_)) if part == Part::Main => {
+                    let mut obj = body.clone();
+                    meta_mut(&mut obj).insert("name".into(), json!(name));
+                    return create_locked(&mut inner, &self.tx, rt, ns, obj, opts, Operation::Apply);
+                }
+                Err(e) => return Err(e),
+                Ok(old) => {
+                    let mut applied = body.clone();
+                    if rt.status_subresource {
+                        scope_to_part(&mut applied, part);
+                    }
+                    let mut fields = old.fields.clone();
+                    let merged = fields
+                        .apply(opts.manager(), &old.object, &applied, opts.force)
+                        .map_err(|c| ApiError::Conflict(c.message()))?;
+                    let candidate = merge_part(rt, &old.object, merged, part);
+                    let new = prepare_update(rt, ns, name, &old.object, candidate)?;
+                    fields.prune(&new);
+                    return commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run);
+                }
+            }
+        }
+        let old = existing?;
+        let mut doc = old.object.clone();
+        match kind {
+            PatchKind::Merge => patch::merge_patch(&mut doc, body, false),
+            PatchKind::Strategic => patch::merge_patch(&mut doc, body, true),
+            PatchKind::Json => patch::json_patch(&mut doc, body)?,
+            PatchKind::Apply => unreachable!("handled above"),
+        }
+        if !doc.is_object() {
+            return Err(ApiError::BadRequest("patch result must be an object".into()));
+        }
+        // A resourceVersion in the patched result acts as a precondition.
+        if meta_str(&doc, "resourceVersion") != meta_str(&old.object, "resourceVersion") {
+            return Err(conflict_modified(&rt.plural, &rt.group, name));
+        }
+        let mut fields = old.fields.clone();
+        let candidate = merge_part(rt, &old.object, doc, part);
+        let new = prepare_update(rt, ns, name, &old.object, candidate)?;
+        fields.record_update(opts.manager(), &old.object, &new);
+        commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run)
+    }
+
+    /// Delete an object: immediate without finalizers, else marked with `deletionTimestamp`.
+    pub fn delete(&self, rt: &ResourceType, ns: &str, name: &str, pre: &Preconditions, dry_run: bool) -> Result<Deleted, ApiError> {
+        let mut inner = self.lock();
+        delete_locked(&mut inner, &self.tx, rt, ns, name, pre, dry_run)
+    }
+
+    /// Delete every matching object in a namespace (or cluster-wide).
+    pub fn delete_collection(&self, rt: &ResourceType, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> Result<Vec<Value>, ApiError> {
+        let page = self.list(rt, ns, labels, fields, None, None)?;
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        for item in page.items {
+            let name = meta_str(&item, "name").unwrap_or_default().to_string();
+            let item_ns = meta_str(&item, "namespace").unwrap_or_default().to_string();
+            if let Ok(d) = delete_locked(&mut inner, &self.tx, rt, &item_ns, &name, &Preconditions::default(), false) {
+                out.push(d.object);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subscribe to changes of one kind.
+    pub fn watch(&self, rt: &ResourceType, ns: Option<&str>, start: WatchStart) -> Result<Subscription, ApiError> {
+        let inner = self.lock();
+        let live = self.tx.subscribe();
+        let key = rt.key();
+        let in_ns = |o: &Value| ns.is_none_or(|n| !rt.namespaced || meta_str(o, "namespace") == Some(n));
+        let mut sub = Subscription { initial: Vec::new(), backlog: Vec::new(), live, start_rv: inner.rv };
+        match start {
+            WatchStart::CurrentState => {
+                if let Some(objs) = inner.objects.get(&key) {
+                    sub.initial = objs.values().map(|s| s.object.clone()).filter(|o| in_ns(o)).collect();
+                }
+            }
+            WatchStart::After(rv) => {
+                let empty = History::default();
+                let h = inner.history.get(&key).unwrap_or(&empty);
+                if rv < h.compacted_through {
+                    return Err(ApiError::Expired(format!("too old resource version: {rv} ({})", h.compacted_through + 1)));
+                }
+                sub.backlog = h.events.iter().filter(|e| e.rv > rv).cloned().collect();
+            }
+        }
+        Ok(sub)
+    }
+
+    /// Evict a pod, honouring PodDisruptionBudgets (minimally), then delete it.
+    pub fn evict(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let pods = self.resource("", "pods").ok_or_else(|| ApiError::Internal("pods type missing".into()))?;
+        let pdbs = self.resource("policy", "poddisruptionbudgets");
+        let mut inner = self.lock();
+        let pod = lookup(&inner, &pods, ns, name)?.object;
+        if let Some(pdbs) = pdbs
+            && let Some(all) = inner.objects.get(&pdbs.key())
+        {
+            let pod_list: Vec<&Value> = inner
+                .objects
+                .get(&pods.key())
+                .map(|m| m.values().map(|s| &s.object).filter(|p| meta_str(p, "namespace") == Some(ns)).collect())
+                .unwrap_or_default();
+            for pdb in all.values().map(|s| &s.object).filter(|p| meta_str(p, "namespace") == Some(ns)) {
+                let Some(sel) = pdb.pointer("/spec/selector") else { continue };
+                if !selector_matches(sel, &pod) {
+                    continue;
+                }
+                let healthy = pod_list
+                    .iter()
+                    .filter(|p| selector_matches(sel, p) && p.pointer("/metadata/deletionTimestamp").is_none())
+                    .count() as i64;
+                let allowed = match pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64) {
+                    Some(a) => a,
+                    None => match pdb.pointer("/spec/minAvailable").and_then(Value::as_i64) {
+                        Some(min) => healthy - min,
+                        None => pdb.pointer("/spec/maxUnavailable").and_then(Value::as_i64).unwrap_or(1),
+                    },
+                };
+                if allowed <= 0 {
+                    return Err(ApiError::TooManyRequests(format!(
+                        "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                        meta_str(pdb, "name").unwrap_or_default(),
+                        pdb.pointer("/spec/minAvailable").and_then(Value::as_i64).unwrap_or(healthy),
+                        healthy
+                    )));
+                }
+            }
+        }
+        delete_locked(&mut inner, &self.tx, &pods, ns, name, &Preconditions::default(), false)?;
+        Ok(())
+    }
+}
+
+/// Match a `metav1.LabelSelector` (matchLabels + matchExpressions) against an object.
+fn selector_matches(sel: &Value, obj: &Value) -> bool {
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let ml_ok = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
+    let me_ok = sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            let values: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                "In" => get(key).is_some_and(|v| values.contains(&v)),
+                "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
+                "Exists" => get(key).is_some(),
+                "DoesNotExist" => get(key).is_none(),
+                _ => false,
+            }
+        })
+    });
+    ml_ok && me_ok
+}
+
+fn encode_continue(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}").bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::BadRequest("continue key is not valid".into());
+    if !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..token.len()).step_by(2).map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect();
+    let s = String::from_utf8(bytes?).map_err(|_| bad())?;
+    let (ns, name) = s.split_once('/').ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+fn lookup(inner: &Inner, rt: &ResourceType, ns: &str, name: &str) -> Result<Stored, ApiError> {
+    inner
+        .objects
+        .get(&rt.key())
+        .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
+        .cloned()
+        .ok_or_else(|| not_found(&rt.plural, &rt.group, name))
+}
+
+/// Keep only the part a status-subresource write may touch.
+fn scope_to_part(obj: &mut Value, part: Part) {
+    if let Some(m) = obj.as_object_mut() {
+        match part {
+            Part::Main => {
+                m.remove("status");
+            }
+            Part::Status => m.retain(|k, _| k == "status" || k == "apiVersion" || k == "kind"),
+        }
+    }
+}
+
+/// Combine old and new according to the status-subresource rules.
+fn merge_part(rt: &ResourceType, old: &Value, mut new: Value, part: Part) -> Value {
+    if !rt.status_subresource {
+        return new;
+    }
+    match part {
+        Part::Main => {
+            if let Some(m) = new.as_object_mut() {
+                match old.get("status") {
+                    Some(s) => m.insert("status".into(), s.clone()),
+                    None => m.remove("status"),
+                };
+            }
+            new
+        }
+        Part::Status => {
+            let mut out = old.clone();
+            if let Some(m) = out.as_object_mut() {
+                match new.get_mut("status").map(Value::take) {
+                    Some(s) if !s.is_null() => m.insert("status".into(), s),
+                    _ => m.remove("status"),
+                };
+            }
+            out
+        }
+    }
+}
+
+/// Validate and complete an updated object: identity fields are preserved from `old`,
+/// finalizers may not be added during deletion, generation follows spec changes.
+fn prepare_update(rt: &ResourceType, ns: &str, name: &str, old: &Value, mut new: Value) -> Result<Value, ApiError> {
+    if let Some(n) = meta_str(&new, "name")
+        && n != name
+    {
+        return Err(ApiError::BadRequest(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+    }
+    if rt.namespaced
+        && let Some(n) = meta_str(&new, "namespace")
+        && n != ns
+    {
+        return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+    }
+    if let Some(m) = new.as_object_mut() {
+        m.insert("apiVersion".into(), old.get("apiVersion").cloned().unwrap_or(Value::Null));
+        m.insert("kind".into(), json!(rt.kind));
+    }
+    meta::normalize_metadata(&mut new);
+    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    {
+        let m = meta_mut(&mut new);
+        for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+            match old_meta.get(k) {
+                Some(v) => m.insert(k.into(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+    }
+    if old_meta.contains_key("deletionTimestamp") {
+        let before = finalizers(old);
+        let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+        if !added.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "{} \"{}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {:?}",
+                qualified(&rt.plural, &rt.group),
+                name,
+                added
+            )));
+        }
+    }
+    if meta::spec_part(&new) != meta::spec_part(old) {
+        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+    }
+    Ok(new)
+}
+
+fn record(inner: &mut Inner, tx: &broadcast::Sender<Arc<StoreEvent>>, ev: StoreEvent) {
+    let ev = Arc::new(ev);
+    let h = inner.history.entry(ev.key.clone()).or_default();
+    h.events.push_back(ev.clone());
+    while h.events.len() > HISTORY_PER_KIND {
+        if let Some(old) = h.events.pop_front() {
+            h.compacted_through = old.rv;
+        }
+    }
+    let _ = tx.send(ev);
+}
+
+fn bump(inner: &mut Inner, obj: &mut Value) -> u64 {
+    inner.rv += 1;
+    let rv = inner.rv;
+    meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
+    rv
+}
+
+#[allow(clippy::too_many_arguments)]
+fn commit_update(
+    inner: &mut Inner,
+    tx: &broadcast::Sender<Arc<StoreEvent>>,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    old: &Value,
+    mut new: Value,
+    fields: ManagedFields,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let finished = new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
+    if !finished && meta::without_rv(&new) == meta::without_rv(old) {
+        // No-op write: keep ownership changes, but no new resourceVersion and no event.
+        if !dry_run
+            && let Some(s) = inner.objects.get_mut(&rt.key()).and_then(|m| m.get_mut(&(ns_key(rt, ns), name.to_string())))
+        {
+            s.fields = fields;
+        }
+        return Ok(old.clone());
+    }
+    if dry_run {
+        return Ok(new);
+    }
+    let rv = bump(inner, &mut new);
+    let key = (ns_key(rt, ns), name.to_string());
+    let objs = inner.objects.entry(rt.key()).or_default();
+    let kind = if finished {
+        objs.remove(&key);
+        EventType::Deleted
+    } else {
+        objs.insert(key, Stored { object: new.clone(), fields });
+        EventType::Modified
+    };
+    if rt.key() == CRD_KEY {
+        sync_crd(inner, tx, &new, kind == EventType::Deleted);
+    }
+    record(inner, tx, StoreEvent { key: rt.key(), rv, kind, object: new.clone(), previous: Some(old.clone()) });
+    Ok(new)
+}
+
+fn create_locked(
+    inner: &mut Inner,
+    tx: &broadcast::Sender<Arc<StoreEvent>>,
+    rt: &ResourceType,
+    ns: &str,
+    mut body: Value,
+    opts: &WriteOptions,
+    op: Operation,
+) -> Result<Value, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest("the body of the request must be an object".into()));
+    }
+    if let Some(k) = body.get("kind").and_then(Value::as_str)
+        && k != rt.kind
+    {
+        return Err(ApiError::BadRequest(format!("the kind of the object ({k}) does not match the resource ({})", rt.kind)));
+    }
+    meta::normalize_metadata(&mut body);
+    let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => match meta_str(&body, "generateName").filter(|n| !n.is_empty()) {
+            Some(prefix) => format!("{prefix}{}", meta::random_suffix()),
+            None => return Err(ApiError::Invalid(format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", qualified(&rt.plural, &rt.group)))),
+        },
+    };
+    if !meta::valid_name(&name) {
+        return Err(ApiError::Invalid(format!(
+            "{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+            qualified(&rt.plural, &rt.group)
+        )));
+    }
+    let ns = if rt.namespaced {
+        let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
+        match (ns, body_ns) {
+            ("", Some(b)) => b.to_string(),
+            ("", None) => "default".to_string(),
+            (u, Some(b)) if u != b => return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into())),
+            (u, _) => u.to_string(),
+        }
+    } else {
+        String::new()
+    };
+    if rt.key() == CRD_KEY {
+        validate_crd(&body, &name)?;
+    }
+    let key = (ns.clone(), name.clone());
+    if inner.objects.get(&rt.key()).is_some_and(|m| m.contains_key(&key)) {
+        return Err(ApiError::AlreadyExists(format!("{} \"{name}\" already exists", qualified(&rt.plural, &rt.group))));
+    }
+    if let Some(m) = body.as_object_mut() {
+        m.insert("apiVersion".into(), json!(rt.preferred_api_version()));
+        m.insert("kind".into(), json!(rt.kind));
+        if rt.status_subresource && rt.custom {
+            m.remove("status");
+        }
+        if rt.key() == "/namespaces" {
+            m.insert("status".into(), json!({"phase": "Active"}));
+        }
+    }
+    {
+        let m = meta_mut(&mut body);
+        m.insert("name".into(), json!(name));
+        if rt.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(meta::new_uid()));
+        m.insert("creationTimestamp".into(), meta::now_rfc3339());
+        m.insert("generation".into(), json!(1));
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+    }
+    if rt.key() == CRD_KEY {
+        mark_crd_established(&mut body);
+    }
+    let mut fields = ManagedFields::default();
+    let manager = opts.field_manager.as_deref().unwrap_or(DEFAULT_MANAGER);
+    match op {
+        Operation::Update => fields.record_update(manager, &Value::Null, &body),
+        Operation::Apply => {
+            let applied = body.clone();
+            let _ = fields.apply(manager, &json!({}), &applied, true);
+        }
+    }
+    if opts.dry_run {
+        return Ok(body);
+    }
+    let rv = bump(inner, &mut body);
+    inner.objects.entry(rt.key()).or_default().insert(key, Stored { object: body.clone(), fields });
+    if rt.key() == CRD_KEY {
+        sync_crd(inner, tx, &body, false);
+    }
+    record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Added, object: body.clone(), previous: None });
+    Ok(body)
+}
+
+fn delete_locked(
+    inner: &mut Inner,
+    tx: &broadcast::Sender<Arc<StoreEvent>>,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    pre: &Preconditions,
+    dry_run: bool,
+) -> Result<Deleted, ApiError> {
+    let old = lookup(inner, rt, ns, name)?.object;
+    if let Some(uid) = &pre.uid
+        && Some(uid.as_str()) != meta_str(&old, "uid")
+    {
+        return Err(ApiError::Conflict(format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            meta_str(&old, "uid").unwrap_or_default()
+        )));
+    }
+    if let Some(rv) = &pre.resource_version
+        && Some(rv.as_str()) != meta_str(&old, "resourceVersion")
+    {
+        return Err(ApiError::Conflict(format!(
+            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+            meta_str(&old, "resourceVersion").unwrap_or_default()
+        )));
+    }
+    let key = (ns_key(rt, ns), name.to_string());
+    if !finalizers(&old).is_empty() {
+        if old.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
+            return Ok(Deleted { object: old, gone: false });
+        }
+        let mut new = old.clone();
+        {
+            let m = meta_mut(&mut new);
+            m.insert("deletionTimestamp".into(), meta::now_rfc3339());
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            m.insert("generation".into(), json!(g + 1));
+        }
+        let rv = bump(inner, &mut new);
+        if let Some(s) = inner.objects.get_mut(&rt.key()).and_then(|m| m.get_mut(&key)) {
+            s.object = new.clone();
+        }
+        record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Modified, object: new.clone(), previous: Some(old) });
+        return Ok(Deleted { object: new, gone: false });
+    }
+    if dry_run {
+        return Ok(Deleted { object: old, gone: true });
+    }
+    let mut gone = old.clone();
+    let rv = bump(inner, &mut gone);
+    if let Some(m) = inner.objects.get_mut(&rt.key()) {
+        m.remove(&key);
+    }
+    record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Deleted, object: gone.clone(), previous: Some(old) });
+    if rt.key() == CRD_KEY {
+        sync_crd(inner, tx, &gone, true);
+    }
+    if rt.key() == "/namespaces" {
+        // Cascade: remove everything in the namespace (finalizers are not waited for).
+        let keys: Vec<String> = inner.objects.keys().cloned().collect();
+        for k in keys {
+            let Some(t) = inner.registry.all().find(|t| t.key() == k && t.namespaced).cloned() else { continue };
+            let names: Vec<String> = inner.objects[&k].keys().filter(|(n, _)| n == name).map(|(_, n)| n.clone()).collect();
+            for n in names {
+                if let Some(s) = inner.objects.get_mut(&k).and_then(|m| m.remove(&(name.to_string(), n))) {
+                    let mut obj = s.object.clone();
+                    let rv = bump(inner, &mut obj);
+                    record(inner, tx, StoreEvent { key: t.key(), rv, kind: EventType::Deleted, object: obj, previous: Some(s.object) });
+                }
+            }
+        }
+    }
+    Ok(Deleted { object: gone, gone: true })
+}
+
+fn validate_crd(body: &Value, name: &str) -> Result<(), ApiError> {
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::BadRequest(format!("invalid CustomResourceDefinition: {e}")))?;
+    let rt = ResourceType::from_crd(&crd)?;
+    if name != format!("{}.{}", rt.plural, rt.group) {
+        return Err(ApiError::Invalid(format!(
+            "CustomResourceDefinition.apiextensions.k8s.io \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+        )));
+    }
+    Ok(())
+}
+
+fn mark_crd_established(body: &mut Value) {
+    let now = meta::now_rfc3339();
+    let names = body.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    if let Some(m) = body.as_object_mut() {
+        m.insert(
+            "status".into(),
+            json!({
+                "acceptedNames": names,
+                "storedVersions": [],
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ],
+            }),
+        );
+    }
+}
+
+/// Keep the registry in step with stored CRD objects; deleting a CRD drops its objects.
+fn sync_crd(inner: &mut Inner, tx: &broadcast::Sender<Arc<StoreEvent>>, crd: &Value, deleted: bool) {
+    let Ok(parsed) = serde_json::from_value::<CustomResourceDefinition>(crd.clone()) else { return };
+    let Ok(rt) = ResourceType::from_crd(&parsed) else { return };
+    if !deleted {
+        inner.registry.insert(rt);
+        return;
+    }
+    inner.registry.remove(&rt.group, &rt.plural);
+    if let Some(objs) = inner.objects.remove(&rt.key()) {
+        for (_, s) in objs {
+            let mut obj = s.object.clone();
+            let rv = bump(inner, &mut obj);
+            record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Deleted, object: obj, previous: Some(s.object) });
+        }
+    }
+}

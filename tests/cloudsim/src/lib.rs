@@ -1,0 +1,26 @@
+//! Cloud simulators on loopback for tgp's tests and demo.
+//!
+//! tgp provisions GPU nodes from paid clouds; this crate serves fake clouds with real state on
+//! `127.0.0.1` so that the operator, its plugins and the end-to-end tests can be exercised without
+//! an account or a bill, including the failures real clouds produce.
+//!
+//! Layout: shared machinery at the top level ([`clock`], [`faults`], [`calllog`], [`money`],
+//! [`server`]) and one module per personality ([`mock`] today; RunPod, Lambda, Vast, Tailscale and
+//! an OCI registry are meant to follow as siblings served by the same [`server::Gateway`]).
+
+pub mod admin;
+pub mod auth;
+pub mod calllog;
+pub mod clock;
+pub mod faults;
+pub mod lifecycle;
+pub mod mock;
+pub mod money;
+pub mod ratelimit;
+pub mod runpod;
+pub mod server;
+
+pub use calllog::CallRecord;
+pub use faults::{EndpointFaults, Faults, Switch};
+pub use runpod::{GpuTypeSpec, RunpodCloud, RunpodConfig, SimPod};
+pub use mock::{Endpoint, InstanceStatus, MockCloud, MockCloudConfig, OfferSpec, SimInstance};
