@@ -1,0 +1,126 @@
+//! The tgp provider plugin for the mock cloud (`docs/mock-cloud-api.md`).
+//!
+//! It lets tgp's lifecycle, failover and garbage collection be tested and demonstrated against
+//! `tests/cloudsim` without an account or a bill, and it is the reference example of a complete
+//! provider built on `tgp-provider-sdk`: configuration in `settings`, wire types in `api`, HTTP
+//! in `client`, and the pure translation rules in `mapping`.
+//!
+//! Configuration: `base_url` (required), `api_key_secret` (default `api_key`), `name` (default
+//! `mock`). `verify` of an id the cloud does not know answers `not-found`.
+
+mod api;
+mod client;
+mod mapping;
+mod settings;
+
+use tgp_provider_sdk::{
+    Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, LaunchRequest, Offer, Operation,
+    Provider, ProviderError, ProviderInfo, Tag, TerminateOutcome, config, info, money, warn,
+};
+
+use client::{Client, Lookup};
+use settings::Settings;
+
+/// The mock cloud provider.
+pub struct MockProvider;
+
+fn client() -> Result<Client, ProviderError> {
+    Settings::load().map(Client::new)
+}
+
+impl Provider for MockProvider {
+    fn info() -> ProviderInfo {
+        ProviderInfo::new(
+            settings::provider_name(config::get("name")),
+            env!("CARGO_PKG_VERSION"),
+        )
+        .supports(&Operation::ALL)
+        .capabilities(Capabilities {
+            spot: true,
+            balance: true,
+            bootstrap: vec![
+                BootstrapDelivery::TalosUserData,
+                BootstrapDelivery::CloudInit,
+            ],
+        })
+    }
+
+    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+        let listed = client()?.offers(&spec)?;
+        let (offers, skipped) = mapping::select_offers(&spec, listed);
+        for note in skipped {
+            warn!("skipping an offer with an unreadable price: {note}");
+        }
+        Ok(offers)
+    }
+
+    fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
+        let created = mapping::to_instance(client()?.create_instance(&req)?)?;
+        info!(
+            "launched {} ({}) from offer {} at {}/h",
+            created.instance_id,
+            created.name,
+            req.offer.offer_id,
+            money::format_usd(req.offer.price_per_hour)
+        );
+        Ok(created)
+    }
+
+    fn verify(instance_id: String) -> Result<Instance, ProviderError> {
+        match client()?.instance(&instance_id)? {
+            Lookup::Found(instance) => mapping::to_instance(instance),
+            Lookup::Missing => Err(ProviderError::not_found(instance_id)),
+        }
+    }
+
+    fn terminate(instance_id: String) -> Result<TerminateOutcome, ProviderError> {
+        match client()?.delete_instance(&instance_id)? {
+            Lookup::Found(instance) => Ok(mapping::terminate_outcome(&instance.status)),
+            Lookup::Missing => Ok(TerminateOutcome::AlreadyGone),
+        }
+    }
+
+    fn balance() -> Result<Balance, ProviderError> {
+        mapping::balance(&client()?.account()?)
+    }
+
+    fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
+        let listed = client()?.instances_tagged(&owner)?;
+        mapping::owned_instances(listed, &owner)
+    }
+}
+
+tgp_provider_sdk::export_provider!(MockProvider);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_declares_everything() {
+        let info = MockProvider::info();
+        assert_eq!(info.name, "mock");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(info.supported_operations, Operation::ALL.to_vec());
+        assert!(info.capabilities.spot && info.capabilities.balance);
+        assert_eq!(
+            info.capabilities.bootstrap,
+            [
+                BootstrapDelivery::TalosUserData,
+                BootstrapDelivery::CloudInit
+            ]
+        );
+        assert!(info.rate_limits.is_empty());
+    }
+
+    #[test]
+    fn operations_refuse_clearly_without_base_url() {
+        let missing = ProviderError::invalid("base_url", "required configuration key is not set");
+        assert_eq!(
+            MockProvider::quote(GpuSpec::new("H100-SXM", 1)),
+            Err(missing.clone())
+        );
+        assert_eq!(MockProvider::verify("i-1".into()), Err(missing.clone()));
+        assert_eq!(MockProvider::balance(), Err(missing));
+    }
+}

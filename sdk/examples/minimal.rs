@@ -1,0 +1,66 @@
+//! A minimal tgp provider: quotes on-demand GPUs from a JSON price list.
+use serde::Deserialize;
+use tgp_provider_sdk::{
+    Availability, GpuSpec, Offer, Operation, Provider, ProviderError, ProviderInfo, config, http,
+    money,
+};
+
+/// One entry of the (imaginary) cloud's `GET /prices` answer.
+#[derive(Deserialize)]
+struct Price {
+    id: String,
+    gpu: String,
+    gpus: u32,
+    region: String,
+    usd_per_hour: String,
+}
+
+struct Hello;
+
+impl Provider for Hello {
+    fn info() -> ProviderInfo {
+        ProviderInfo::new("hello", env!("CARGO_PKG_VERSION")).supports(&[Operation::Quote])
+    }
+
+    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+        if spec.spot {
+            return Ok(Vec::new()); // this cloud sells no spot capacity
+        }
+        let base_url = config::require("base_url")?;
+        let prices: Vec<Price> = http::get(format!("{base_url}/prices"))
+            .bearer_secret("api_key") // the host fills in the key; the plugin never sees it
+            .query("gpu", &spec.gpu_type)
+            .send()?
+            .error_for_status()?
+            .json()?;
+        let mut offers = Vec::new();
+        for p in prices {
+            let price_per_hour = money::parse_usd(&p.usd_per_hour)?;
+            if p.gpu == spec.gpu_type
+                && p.gpus == spec.count
+                && spec.accepts_region(&p.region)
+                && spec.accepts_price(price_per_hour)
+            {
+                offers.push(Offer {
+                    offer_id: p.id,
+                    gpu_type: p.gpu,
+                    count: p.gpus,
+                    region: p.region,
+                    price_per_hour,
+                    spot: false,
+                    availability: Availability::Available,
+                });
+            }
+        }
+        offers.sort_by_key(|o| o.price_per_hour);
+        tgp_provider_sdk::debug!(
+            "{} offers for {}x {}",
+            offers.len(),
+            spec.count,
+            spec.gpu_type
+        );
+        Ok(offers)
+    }
+}
+
+tgp_provider_sdk::export_provider!(Hello);

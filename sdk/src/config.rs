@@ -1,0 +1,353 @@
+//! The provider's configuration: string keys and values set by the operator per provider.
+//!
+//! Read single keys with [`get`]/[`require`], or declare a struct and [`load`] it: values are
+//! strings, converted to the field's type (numbers, `true`/`false`, `Option`, enums by variant
+//! name, and comma-separated lists for `Vec`). A missing or unconvertible key becomes an
+//! `invalid-request` error naming the key, which is what the operator needs to fix it.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAccess, Visitor};
+
+use crate::types::ProviderError;
+
+/// The value of `key`, if set.
+pub fn get(key: &str) -> Option<String> {
+    crate::host::config_get(key)
+}
+
+/// The value of `key`, or `invalid-request` naming the key when it is unset or empty.
+pub fn require(key: &str) -> Result<String, ProviderError> {
+    match get(key) {
+        Some(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(ConfigError::missing(key).into()),
+    }
+}
+
+/// Every key and value.
+pub fn all() -> Vec<(String, String)> {
+    crate::host::config_all()
+}
+
+/// Builds `T` from the whole configuration (see [`from_pairs`]).
+pub fn load<T: DeserializeOwned>() -> Result<T, ProviderError> {
+    from_pairs(all()).map_err(ProviderError::from)
+}
+
+/// Builds `T` from key/value pairs. Unknown keys are ignored unless `T` denies them; use
+/// `#[serde(default)]` for optional keys with defaults.
+pub fn from_pairs<T: DeserializeOwned>(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    T::deserialize(PairsDeserializer {
+        pairs: pairs.into_iter().collect(),
+    })
+}
+
+/// A configuration problem, naming the key when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending key.
+    pub key: Option<String>,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn missing(key: &str) -> Self {
+        Self {
+            key: Some(key.to_string()),
+            reason: "required configuration key is not set".into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "configuration key `{key}`: {}", self.reason),
+            None => write!(f, "configuration: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl de::Error for ConfigError {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        Self {
+            key: None,
+            reason: msg.to_string(),
+        }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Self::missing(field)
+    }
+}
+
+impl From<ConfigError> for ProviderError {
+    fn from(error: ConfigError) -> Self {
+        ProviderError::invalid(error.key.unwrap_or_else(|| "config".into()), error.reason)
+    }
+}
+
+/// The whole configuration, seen as a map.
+struct PairsDeserializer {
+    pairs: Vec<(String, String)>,
+}
+
+impl<'de> Deserializer<'de> for PairsDeserializer {
+    type Error = ConfigError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        visitor.visit_map(PairsAccess {
+            pairs: self.pairs.into_iter(),
+            current: None,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct PairsAccess {
+    pairs: std::vec::IntoIter<(String, String)>,
+    current: Option<(String, String)>,
+}
+
+impl<'de> MapAccess<'de> for PairsAccess {
+    type Error = ConfigError;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ConfigError> {
+        let Some((key, value)) = self.pairs.next() else {
+            return Ok(None);
+        };
+        let parsed = seed.deserialize(key.clone().into_deserializer()).map(Some);
+        self.current = Some((key, value));
+        parsed
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ConfigError> {
+        let (key, value) = self
+            .current
+            .take()
+            .ok_or_else(|| de::Error::custom("value without a key"))?;
+        seed.deserialize(ValueDeserializer(value))
+            .map_err(|e| ConfigError {
+                key: Some(key),
+                reason: e.reason,
+            })
+    }
+}
+
+/// One configuration value: a string, converted on demand to what the field wants.
+struct ValueDeserializer(String);
+
+impl ValueDeserializer {
+    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, ConfigError> {
+        self.0
+            .trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format!("`{}` is not {what}", self.0)))
+    }
+}
+
+macro_rules! parse_number {
+    ($($method:ident => $visit:ident: $ty:ty,)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+            visitor.$visit(self.parse::<$ty>(concat!("a valid ", stringify!($ty)))?)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for ValueDeserializer {
+    type Error = ConfigError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        visitor.visit_string(self.0)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        match self.0.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => visitor.visit_bool(true),
+            "false" | "no" | "off" | "0" => visitor.visit_bool(false),
+            _ => Err(de::Error::custom(format!(
+                "`{}` is not true or false",
+                self.0
+            ))),
+        }
+    }
+
+    parse_number! {
+        deserialize_i8 => visit_i8: i8,
+        deserialize_i16 => visit_i16: i16,
+        deserialize_i32 => visit_i32: i32,
+        deserialize_i64 => visit_i64: i64,
+        deserialize_u8 => visit_u8: u8,
+        deserialize_u16 => visit_u16: u16,
+        deserialize_u32 => visit_u32: u32,
+        deserialize_u64 => visit_u64: u64,
+        deserialize_f32 => visit_f32: f32,
+        deserialize_f64 => visit_f64: f64,
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// A comma-separated list; an empty value is an empty list.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        let items: Vec<ValueDeserializer> = self
+            .0
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| ValueDeserializer(s.to_string()))
+            .collect();
+        visitor.visit_seq(de::value::SeqDeserializer::new(items.into_iter()))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
+        visitor.visit_enum(self.0.trim().to_string().into_deserializer())
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char str string bytes byte_buf unit unit_struct tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, ConfigError> for ValueDeserializer {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Fast,
+        Safe,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Settings {
+        base_url: String,
+        #[serde(default = "default_secret")]
+        api_key_secret: String,
+        name: Option<String>,
+        #[serde(default)]
+        retries: u32,
+        #[serde(default)]
+        spot: bool,
+        #[serde(default)]
+        ratio: f64,
+        #[serde(default)]
+        regions: Vec<String>,
+        mode: Option<Mode>,
+    }
+
+    fn default_secret() -> String {
+        "api_key".into()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn loads_and_coerces_values() {
+        let s: Settings = from_pairs(pairs(&[
+            ("base_url", "http://127.0.0.1:9"),
+            ("retries", " 3 "),
+            ("spot", "true"),
+            ("ratio", "0.5"),
+            ("regions", "us-east-1, eu-west-1,"),
+            ("mode", "safe"),
+            ("unrelated", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                base_url: "http://127.0.0.1:9".into(),
+                api_key_secret: "api_key".into(),
+                name: None,
+                retries: 3,
+                spot: true,
+                ratio: 0.5,
+                regions: vec!["us-east-1".into(), "eu-west-1".into()],
+                mode: Some(Mode::Safe),
+            }
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let err = from_pairs::<Settings>(pairs(&[("name", "x")])).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("base_url"));
+        assert_eq!(
+            ProviderError::from(err),
+            ProviderError::invalid("base_url", "required configuration key is not set")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err =
+            from_pairs::<Settings>(pairs(&[("base_url", "x"), ("retries", "many")])).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("retries"));
+        assert!(err.reason.contains("many"), "{}", err.reason);
+        let err =
+            from_pairs::<Settings>(pairs(&[("base_url", "x"), ("spot", "maybe")])).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("spot"));
+        let err =
+            from_pairs::<Settings>(pairs(&[("base_url", "x"), ("mode", "turbo")])).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("mode"));
+    }
+
+    #[test]
+    fn unset_configuration_natively_is_empty() {
+        assert_eq!(get("base_url"), None);
+        assert_eq!(
+            require("base_url"),
+            Err(ProviderError::invalid(
+                "base_url",
+                "required configuration key is not set"
+            ))
+        );
+        assert!(all().is_empty());
+    }
+}

@@ -1,0 +1,50 @@
+//! The SDK for writing tgp cloud-provider plugins in Rust.
+//!
+//! A provider plugin is a WebAssembly component (`wasm32-wasip2`) that the tgp engine loads in
+//! a sandbox. It talks to its cloud only through the host (`http`), reads its settings from the
+//! host (`config`), logs through the host (`log`) and never sees a credential: it writes the
+//! placeholder returned by [`secret`] where the credential goes and the host substitutes it.
+//!
+//! This crate hides the component-model plumbing (wit-bindgen) entirely. A provider:
+//!
+//! 1. implements [`Provider`] for a unit struct (only [`Provider::info`] is mandatory; every
+//!    other operation answers [`ProviderError::Unsupported`] until implemented);
+//! 2. calls [`export_provider!`] once with that type.
+//!
+//! See `README.md` for a complete walk-through, and `providers/mock` for a full provider.
+//!
+//! On targets other than `wasm32`, the host functions have inert stand-ins (logs go to stderr,
+//! configuration is empty, HTTP is denied, the clock is the system clock) so that a provider's
+//! pure logic can be unit-tested natively with `cargo test`.
+
+#[doc(hidden)]
+#[path = "bindings.rs"]
+pub mod __bindings;
+
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod money;
+
+mod clock;
+mod export;
+mod host;
+mod provider;
+mod types;
+
+pub use clock::now_ms;
+pub use http::secret;
+pub use provider::Provider;
+pub use types::{
+    Availability, Balance, BalanceAmount, BootstrapDelivery, Capabilities, GpuSpec, Instance,
+    InstanceState, InvalidField, LaunchRequest, MicroUsd, Offer, Operation, ProviderError,
+    ProviderInfo, RateLimit, Tag, TerminateOutcome,
+};
+
+/// Implementation details used by [`export_provider!`]'s expansion. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::__bindings::__export_provider_plugin as export_glue;
+    pub use crate::__bindings::exports::tgp::provider::provider::Guest;
+    pub use crate::export::*;
+}
