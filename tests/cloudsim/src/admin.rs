@@ -115,7 +115,8 @@ type Body = Result<Bytes, BytesRejection>;
 
 fn json_body(body: Body) -> Result<Value, AdminError> {
     let body = body.map_err(|e| AdminError::field("body", format!("unreadable body: {e}")))?;
-    serde_json::from_slice(&body).map_err(|e| AdminError::field("body", format!("invalid body: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| AdminError::field("body", format!("invalid body: {e}")))
 }
 
 async fn calls<S: SimControl>(State(s): State<Arc<S>>) -> Json<Value> {

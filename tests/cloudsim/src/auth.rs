@@ -12,9 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// The user name of an `Authorization: Basic base64(user:password)` header (the password is
@@ -35,7 +33,9 @@ pub fn basic_user(headers: &HeaderMap) -> Option<String> {
 pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k)? == name).then(|| percent_decode(v)).flatten()
+        (percent_decode(k)? == name)
+            .then(|| percent_decode(v))
+            .flatten()
     })
 }
 
@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(bearer(&with_auth("Bearer abc ")), Some("abc"));
         assert_eq!(bearer(&with_auth("Basic abc")), None);
         // "key:" base64
-        assert_eq!(basic_user(&with_auth("Basic a2V5Og==")).as_deref(), Some("key"));
+        assert_eq!(
+            basic_user(&with_auth("Basic a2V5Og==")).as_deref(),
+            Some("key")
+        );
         assert_eq!(basic_user(&with_auth("Basic !!!")), None);
         let uri: Uri = "/graphql?x=1&api_key=k%2B1".parse().unwrap();
         assert_eq!(query_param(&uri, "api_key").as_deref(), Some("k+1"));

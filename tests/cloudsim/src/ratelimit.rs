@@ -49,7 +49,13 @@ impl MinInterval {
     }
 
     /// Whether a call would be admitted now, without recording anything.
-    pub fn would_admit(&self, identity: &str, bucket: &str, interval: Duration, now: SimTime) -> bool {
+    pub fn would_admit(
+        &self,
+        identity: &str,
+        bucket: &str,
+        interval: Duration,
+        now: SimTime,
+    ) -> bool {
         if interval.is_zero() {
             return true;
         }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::{Request, State};
 use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -43,8 +43,12 @@ pub trait Gateway: Send + Sync + 'static {
     }
     /// Checks credentials (headers, or a query parameter for APIs that accept one); `Err` is the
     /// response to send.
-    fn authorize(&self, endpoint: &str, headers: &HeaderMap, uri: &Uri)
-    -> Result<(), Box<Response>>;
+    fn authorize(
+        &self,
+        endpoint: &str,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<(), Box<Response>>;
     /// The cloud's own rate limits (not injected faults), checked after auth and before faults;
     /// `Err` is the response to send. None by default.
     fn throttle(

@@ -104,7 +104,12 @@ impl Gateway for MockGateway {
         Some(Endpoint::classify(method, path).map_or(OTHER, Endpoint::key))
     }
 
-    fn authorize(&self, _endpoint: &str, headers: &HeaderMap, _uri: &Uri) -> Result<(), Box<Response>> {
+    fn authorize(
+        &self,
+        _endpoint: &str,
+        headers: &HeaderMap,
+        _uri: &Uri,
+    ) -> Result<(), Box<Response>> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

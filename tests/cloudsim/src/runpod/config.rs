@@ -37,7 +37,13 @@ pub struct GpuTypeSpec {
 
 impl GpuTypeSpec {
     /// A type in both clouds with community price = 80 % and min bid = 50 % of `secure_price`.
-    pub fn new(id: &str, display_name: &str, memory_gb: u32, secure_price: u64, stock: u32) -> Self {
+    pub fn new(
+        id: &str,
+        display_name: &str,
+        memory_gb: u32,
+        secure_price: u64,
+        stock: u32,
+    ) -> Self {
         Self {
             id: id.into(),
             display_name: display_name.into(),

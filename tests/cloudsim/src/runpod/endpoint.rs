@@ -86,10 +86,16 @@ impl Gateway for RunpodGateway {
         key_of_body(body)
     }
 
-    fn authorize(&self, endpoint: &str, headers: &HeaderMap, uri: &Uri) -> Result<(), Box<Response>> {
+    fn authorize(
+        &self,
+        endpoint: &str,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<(), Box<Response>> {
         let bearer = auth::bearer(headers);
         let query = auth::query_param(uri, "api_key");
-        if bearer == Some(self.api_key.as_str()) || query.as_deref() == Some(self.api_key.as_str()) {
+        if bearer == Some(self.api_key.as_str()) || query.as_deref() == Some(self.api_key.as_str())
+        {
             return Ok(());
         }
         let presented = auth::has_authorization(headers) || query.is_some();
@@ -131,9 +137,18 @@ mod tests {
     fn names_calls_by_root_field() {
         let q = |s: &str| serde_json::to_vec(&json!({ "query": s })).unwrap();
         assert_eq!(key_of_body(&q("{ gpuTypes { id } }")), "gpuTypes");
-        assert_eq!(key_of_body(&q("{ gpuTypes { id } myself { id } }")), "myself");
-        assert_eq!(key_of_body(&q("{ countryCodes dataCenters { id } }")), "countryCodes");
-        assert_eq!(key_of_body(&q("mutation { podTerminate(input: {podId: \"x\"}) }")), "podTerminate");
+        assert_eq!(
+            key_of_body(&q("{ gpuTypes { id } myself { id } }")),
+            "myself"
+        );
+        assert_eq!(
+            key_of_body(&q("{ countryCodes dataCenters { id } }")),
+            "countryCodes"
+        );
+        assert_eq!(
+            key_of_body(&q("mutation { podTerminate(input: {podId: \"x\"}) }")),
+            "podTerminate"
+        );
         assert_eq!(key_of_body(&q("{ nope }")), OTHER);
         assert_eq!(key_of_body(b"{"), OTHER);
     }

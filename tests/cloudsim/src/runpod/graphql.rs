@@ -113,9 +113,8 @@ pub fn parse_operation(
     variables: &Map<String, Value>,
     op_name: Option<&str>,
 ) -> Result<Operation, GqlError> {
-    let doc: Doc = parse_query::<String>(query).map_err(|e| {
-        GqlError::parse(format!("Syntax Error: {}", e.to_string().trim()))
-    })?;
+    let doc: Doc = parse_query::<String>(query)
+        .map_err(|e| GqlError::parse(format!("Syntax Error: {}", e.to_string().trim())))?;
     let ops: Vec<&OperationDefinition<String>> = doc
         .definitions
         .iter()
@@ -136,7 +135,9 @@ pub fn parse_operation(
             .find(|o| name_of(o).as_deref() == Some(n))
             .ok_or_else(|| GqlError::input(format!("Unknown operation named \"{n}\".")))?,
         None if ops.len() == 1 => &ops[0],
-        None if ops.is_empty() => return Err(GqlError::validation("No operation in the document.")),
+        None if ops.is_empty() => {
+            return Err(GqlError::validation("No operation in the document."));
+        }
         None => {
             return Err(GqlError::input(
                 "Must provide operation name if query contains multiple operations.",
@@ -145,10 +146,14 @@ pub fn parse_operation(
     };
     let (kind, defs, set) = match op {
         OperationDefinition::SelectionSet(s) => (OpKind::Query, &[][..], s),
-        OperationDefinition::Query(q) => (OpKind::Query, &q.variable_definitions[..], &q.selection_set),
-        OperationDefinition::Mutation(m) => {
-            (OpKind::Mutation, &m.variable_definitions[..], &m.selection_set)
+        OperationDefinition::Query(q) => {
+            (OpKind::Query, &q.variable_definitions[..], &q.selection_set)
         }
+        OperationDefinition::Mutation(m) => (
+            OpKind::Mutation,
+            &m.variable_definitions[..],
+            &m.selection_set,
+        ),
         OperationDefinition::Subscription(_) => {
             return Err(GqlError::validation("Subscriptions are not supported."));
         }
@@ -197,9 +202,15 @@ struct Ctx<'c, 'a> {
 const MAX_DEPTH: usize = 32;
 
 impl Ctx<'_, '_> {
-    fn selection(&self, set: &SelectionSet<String>, depth: usize) -> Result<Vec<SelField>, GqlError> {
+    fn selection(
+        &self,
+        set: &SelectionSet<String>,
+        depth: usize,
+    ) -> Result<Vec<SelField>, GqlError> {
         if depth > MAX_DEPTH {
-            return Err(GqlError::validation("Query is nested too deeply (or fragments form a cycle)."));
+            return Err(GqlError::validation(
+                "Query is nested too deeply (or fragments form a cycle).",
+            ));
         }
         let mut out = Vec::new();
         for item in &set.items {
@@ -342,7 +353,7 @@ pub fn project(full: &Value, sel: &[SelField], hook: ArgHook) -> Result<Value, G
                         ))
                     })?,
                 };
-                let projected = if is_composite(&value) {
+                let projected = if is_composite(&value) || (value.is_array() && !f.sub.is_empty()) {
                     project(&value, &f.sub, hook)?
                 } else if !f.sub.is_empty() && !value.is_null() {
                     return Err(GqlError::validation(format!(
@@ -356,16 +367,28 @@ pub fn project(full: &Value, sel: &[SelField], hook: ArgHook) -> Result<Value, G
             }
             Ok(Value::Object(out))
         }
+        scalar if scalar_with_selection(scalar) && !sel.is_empty() => Err(GqlError::validation(
+            "A field with a selection of subfields has a scalar type.",
+        )),
         scalar => Ok(scalar.clone()),
     }
 }
 
-/// An object, or a list whose first element is one (lists of scalars are leaves).
+/// An object, or a list holding one (lists of scalars are leaves).
 fn is_composite(v: &Value) -> bool {
     match v {
         Value::Object(_) => true,
         Value::Array(items) => items.iter().any(|i| i.is_object() || i.is_array()),
         _ => false,
+    }
+}
+
+/// A scalar where a selection of subfields was given (lists are looked into).
+fn scalar_with_selection(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Object(_) => false,
+        Value::Array(items) => items.iter().any(scalar_with_selection),
+        _ => true,
     }
 }
 
@@ -417,8 +440,12 @@ mod tests {
         assert_eq!(e.code, "GRAPHQL_PARSE_FAILED");
         let e = parse_operation("query { pod(input: $x) { id } }", &Map::new(), None).unwrap_err();
         assert_eq!(e.code, "GRAPHQL_VALIDATION_FAILED");
-        let e = parse_operation("query Q($x: String!) { pod(input: {podId: $x}) { id } }", &Map::new(), None)
-            .unwrap_err();
+        let e = parse_operation(
+            "query Q($x: String!) { pod(input: {podId: $x}) { id } }",
+            &Map::new(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.code, "BAD_USER_INPUT");
         let e = parse_operation("query A { a } query B { b }", &Map::new(), None).unwrap_err();
         assert_eq!(e.code, "BAD_USER_INPUT");
@@ -434,13 +461,18 @@ mod tests {
             None,
         )
         .unwrap();
-        let full = json!({"__typename": "Pod", "id": "x", "name": "n", "runtime": null, "extra": 1});
+        let full =
+            json!({"__typename": "Pod", "id": "x", "name": "n", "runtime": null, "extra": 1});
         let out = project(&full, &op.fields[0].sub, &no_hook).unwrap();
         assert_eq!(out, json!({"name": "n", "runtime": null}));
         assert_eq!(op.fields[0].key, "p");
         let bad = parse_operation("{ pod { nope } }", &Map::new(), None).unwrap();
         let e = project(&full, &bad.fields[0].sub, &no_hook).unwrap_err();
-        assert!(e.message.contains("Cannot query field \"nope\" on type \"Pod\""), "{e}");
+        assert!(
+            e.message
+                .contains("Cannot query field \"nope\" on type \"Pod\""),
+            "{e}"
+        );
         let leafy = parse_operation("{ pod { name { x } } }", &Map::new(), None).unwrap();
         assert!(project(&full, &leafy.fields[0].sub, &no_hook).is_err());
     }

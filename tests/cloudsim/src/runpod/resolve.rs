@@ -19,8 +19,11 @@ pub const QUERY_FIELDS: &[&str] = &["gpuTypes", "myself", "pod", "dataCenters", 
 /// Root query fields that need no credentials (when the config allows anonymous catalogue reads).
 pub const CATALOGUE_FIELDS: &[&str] = &["gpuTypes", "dataCenters", "countryCodes"];
 /// Root mutation fields served.
-pub const MUTATION_FIELDS: &[&str] =
-    &["podFindAndDeployOnDemand", "podRentInterruptable", "podTerminate"];
+pub const MUTATION_FIELDS: &[&str] = &[
+    "podFindAndDeployOnDemand",
+    "podRentInterruptable",
+    "podTerminate",
+];
 
 /// The `{data, errors}` answer of an executed operation.
 pub fn execute(
@@ -98,12 +101,12 @@ pub fn execute(
                 let id = input_str(f, "podId");
                 match id {
                     None => Err(FieldError::Domain("podId is required".into())),
-                    Some(id) => project(
-                        &st.pod(&id, now).unwrap_or(Value::Null),
-                        &f.sub,
-                        &|_, _| None,
-                    )
-                    .map_err(FieldError::Request),
+                    Some(id) => {
+                        project(&st.pod(&id, now).unwrap_or(Value::Null), &f.sub, &|_, _| {
+                            None
+                        })
+                        .map_err(FieldError::Request)
+                    }
                 }
             }
             "podFindAndDeployOnDemand" | "podRentInterruptable" => {
@@ -166,7 +169,11 @@ fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, String> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
             .ok_or_else(|| format!("{key} must be a non-negative Int")),
@@ -209,7 +216,9 @@ pub fn deploy_input(input: Option<&Value>, spot: bool) -> Result<DeployInput, St
     }
     let cloud_type = opt_str(o, "cloudType")?.unwrap_or_else(|| "ALL".into());
     if !["ALL", "SECURE", "COMMUNITY"].contains(&cloud_type.as_str()) {
-        return Err(format!("cloudType must be ALL, SECURE or COMMUNITY, not {cloud_type}"));
+        return Err(format!(
+            "cloudType must be ALL, SECURE or COMMUNITY, not {cloud_type}"
+        ));
     }
     let mut env = Vec::new();
     match o.get("env") {

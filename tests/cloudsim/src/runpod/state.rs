@@ -287,7 +287,11 @@ impl RunpodState {
 
     /// The data centres of the catalogue.
     pub fn data_centers(&self) -> Vec<Value> {
-        let mut ids: Vec<&String> = self.gpus.iter().flat_map(|g| &g.spec.data_centers).collect();
+        let mut ids: Vec<&String> = self
+            .gpus
+            .iter()
+            .flat_map(|g| &g.spec.data_centers)
+            .collect();
         ids.sort();
         ids.dedup();
         ids.iter()
@@ -362,7 +366,8 @@ impl RunpodState {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut timeline = Timeline::new(now, Duration::ZERO, self.boot_delay, self.stop_delay, cost);
+        let mut timeline =
+            Timeline::new(now, Duration::ZERO, self.boot_delay, self.stop_delay, cost);
         timeline.bill_from_creation = true;
         timeline.vanish_after_running = faults.vanish_after_running();
         let rec = PodRec {
@@ -448,8 +453,12 @@ impl RunpodState {
             gpu_count: p.input.gpu_count,
             interruptible: p.input.bid_per_gpu.is_some(),
             cost_per_hr_micro_usd: p.timeline.price_micro_usd,
-            desired_status: if p.timeline.stop_requested.is_some() { "TERMINATED" } else { "RUNNING" }
-                .into(),
+            desired_status: if p.timeline.stop_requested.is_some() {
+                "TERMINATED"
+            } else {
+                "RUNNING"
+            }
+            .into(),
             runtime_up: phase == Phase::Running && !p.timeline.gone(now),
             public_ip: p.ip,
             env: p.input.env.clone(),
@@ -494,7 +503,12 @@ impl RunpodState {
         } else {
             Value::Null
         };
-        let env: Vec<String> = p.input.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env: Vec<String> = p
+            .input
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let dc = p
             .input
             .data_center_id
@@ -559,25 +573,10 @@ fn alnum(mut x: u64, len: usize) -> String {
     (0..len)
         .map(|_| {
             let c = A[(x % 36) as usize] as char;
-            x = x / 36 ^ (x << 7);
+            x = (x / 36) ^ (x << 7);
             c
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_and_ids() {
-        assert_eq!(
-            parse_ports("22/tcp, 8888/http,bad"),
-            vec![(22, "tcp".into()), (8888, "http".into())]
-        );
-        assert_eq!(pod_id(1).len(), 14);
-        assert_ne!(pod_id(1), pod_id(2));
-    }
 }
 
 impl RunpodState {
@@ -601,8 +600,29 @@ impl RunpodState {
             gpu,
             secure: true,
             ip: Ipv4Addr::LOCALHOST,
-            timeline: Timeline::new(Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, 0),
+            timeline: Timeline::new(
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                0,
+            ),
         };
         self.full_pod(&rec, Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_ids() {
+        assert_eq!(
+            parse_ports("22/tcp, 8888/http,bad"),
+            vec![(22, "tcp".into()), (8888, "http".into())]
+        );
+        assert_eq!(pod_id(1).len(), 14);
+        assert_ne!(pod_id(1), pod_id(2));
     }
 }
