@@ -9,6 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Variables of the outer build that must not reach the nested wasm build.
+const SCRUBBED: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_PKG_NAME",
+];
+
 /// The target every provider component is built for.
 pub const TARGET: &str = "wasm32-wasip2";
 /// The cargo profile (defined in the workspace manifest) used for components.
@@ -66,6 +79,11 @@ fn ensure_target() {
 /// Builds `packages` for `wasm32-wasip2` and returns the directory holding the components.
 /// Call from a build script; it prints the `rerun-if-changed` lines for the sources involved.
 pub fn build(packages: &[&str]) -> PathBuf {
+    build_with(packages, &[])
+}
+
+/// Like [`build`], plus `(package, example)` pairs built as components into `<dir>/examples/`.
+pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let root = workspace_root(&manifest_dir);
     for dir in ["wit", "sdk", "providers", "tests/plugins"] {
@@ -86,18 +104,12 @@ pub fn build(packages: &[&str]) -> PathBuf {
     for p in packages {
         cmd.args(["-p", p]);
     }
+    let mut example_cmds = Vec::new();
+    for (package, example) in examples {
+        example_cmds.push(vec!["-p".to_string(), package.to_string(), "--example".to_string(), example.to_string()]);
+    }
     // Flags meant for the host build must not leak into the wasm build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_PKG_NAME",
-    ] {
+    for var in SCRUBBED {
         cmd.env_remove(var);
     }
     let output = cmd.output().expect("failed to run cargo for the wasm build");
@@ -106,6 +118,23 @@ pub fn build(packages: &[&str]) -> PathBuf {
             "building the wasm components {packages:?} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+    for extra in example_cmds {
+        let mut ex = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        ex.current_dir(&root)
+            .args(["build", "--target", TARGET, "--profile", PROFILE])
+            .arg("--target-dir")
+            .arg(root.join("target").join("wasm"))
+            .args(&extra);
+        for (key, _) in std::env::vars() {
+            if SCRUBBED.contains(&key.as_str()) {
+                ex.env_remove(&key);
+            }
+        }
+        let out = ex.output().expect("failed to run cargo for the wasm example build");
+        if !out.status.success() {
+            panic!("building the wasm example {extra:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     let dir = output_dir(&root);
     for p in packages {

@@ -1,0 +1,41 @@
+//! The `tgp` command line: argument definitions and dispatch to one module per subcommand.
+
+pub mod plugin;
+pub mod quote;
+pub mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// tgp, the Talos GPU Provisioner: GPU nodes on demand from pluggable, sandboxed cloud providers.
+#[derive(Debug, Parser)]
+#[command(name = "tgp", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `tgp=debug` (also RUST_LOG).
+    #[arg(long, global = true, env = "TGP_LOG", default_value = "warn")]
+    pub log: String,
+    /// Directory for compiled plugins (reused across runs; keyed by content and engine version).
+    #[arg(long, global = true, env = "TGP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask every configured provider for prices, in parallel, and print the offers that fit,
+    /// cheapest first. With no providers file, starts the mock cloud simulator in-process and
+    /// uses the embedded mock provider.
+    Quote(quote::QuoteArgs),
+    /// Inspect, call or test a provider plugin without a cluster.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Output formats shared by the commands that print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}

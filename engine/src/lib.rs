@@ -1,0 +1,17 @@
+//! tgp, the Talos GPU Provisioner: a Kubernetes operator that provisions GPU nodes from cloud
+//! providers implemented as sandboxed WebAssembly components.
+//!
+//! - [`plugins`]: the wasmtime host that loads, limits and calls provider plugins.
+//! - [`pricing`]: quote fan-out across providers and ranking.
+//! - [`provider_set`]: providers described in a file, turned into loaded plugins.
+//! - [`catalog`], [`money`]: canonical GPU names and exact money.
+//! - [`embedded`]: the zero-configuration default (embedded mock plugin + in-process simulator).
+//! - [`cli`]: the `tgp` command line.
+
+pub mod catalog;
+pub mod cli;
+pub mod embedded;
+pub mod money;
+pub mod plugins;
+pub mod pricing;
+pub mod provider_set;

@@ -1,0 +1,108 @@
+//! The `log` import: guest log lines become `tracing` events tagged with the provider and plugin
+//! version, rate-limited per plugin by a token bucket (a chatty or hostile plugin cannot flood the
+//! operator's logs) and scrubbed of secret values.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::bindings::log_api::Level;
+
+/// Longest message forwarded; longer ones are cut.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Token bucket shared by every instance of one plugin.
+#[derive(Debug)]
+pub struct LogLimiter {
+    rate: f64,
+    bucket: Mutex<Bucket>,
+    dropped_total: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    dropped_since_report: u64,
+}
+
+/// The limiter's verdict for one line.
+pub enum Admit {
+    /// Emit the line; `dropped` lines were suppressed since the last emitted one.
+    Yes { dropped: u64 },
+    No,
+}
+
+impl LogLimiter {
+    pub fn new(lines_per_second: u32) -> Self {
+        let rate = f64::from(lines_per_second.max(1));
+        Self {
+            rate,
+            bucket: Mutex::new(Bucket { tokens: rate, last: Instant::now(), dropped_since_report: 0 }),
+            dropped_total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn admit(&self) -> Admit {
+        let Ok(mut b) = self.bucket.lock() else {
+            return Admit::No;
+        };
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.last = now;
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.rate);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            let dropped = std::mem::take(&mut b.dropped_since_report);
+            Admit::Yes { dropped }
+        } else {
+            b.dropped_since_report += 1;
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
+            Admit::No
+        }
+    }
+
+    /// Lines dropped since the plugin was loaded.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+}
+
+fn truncate(message: &str) -> &str {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+/// Emits one guest line (already redacted) as a tracing event.
+pub fn emit(provider: &str, plugin_version: &str, level: Level, message: &str, dropped: u64) {
+    if dropped > 0 {
+        tracing::warn!(provider, plugin_version, dropped, "plugin log lines dropped by the rate limit");
+    }
+    let message = truncate(message);
+    match level {
+        Level::Trace => tracing::trace!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Debug => tracing::debug!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Info => tracing::info!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Warn => tracing::warn!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Error => tracing::error!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_drops_past_burst() {
+        let l = LogLimiter::new(5);
+        let admitted = (0..20).filter(|_| matches!(l.admit(), Admit::Yes { .. })).count();
+        assert!(admitted >= 5 && admitted < 20, "admitted {admitted}");
+        assert_eq!(l.dropped_total(), (20 - admitted) as u64);
+    }
+}

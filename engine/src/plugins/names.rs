@@ -1,0 +1,50 @@
+//! The contract's names (as written in the WIT) for its enums, for tables, status and logs.
+
+use super::{Availability, BootstrapDelivery, InstanceState, Operation};
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Quote => "quote",
+            Operation::Launch => "launch",
+            Operation::Verify => "verify",
+            Operation::Terminate => "terminate",
+            Operation::Balance => "balance",
+            Operation::ListOwned => "list-owned",
+        }
+    }
+}
+
+impl BootstrapDelivery {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BootstrapDelivery::TalosUserData => "talos-user-data",
+            BootstrapDelivery::CloudInit => "cloud-init",
+            BootstrapDelivery::ContainerOnly => "container-only",
+        }
+    }
+}
+
+impl Availability {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Availability::Available => "available",
+            Availability::Limited => "limited",
+            Availability::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl InstanceState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Booting => "booting",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Terminated => "terminated",
+            InstanceState::NotFound => "not-found",
+            InstanceState::Failed => "failed",
+        }
+    }
+}

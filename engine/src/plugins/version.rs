@@ -1,0 +1,87 @@
+//! Contract version negotiation.
+//!
+//! A component names the contract it was built for in its export name
+//! (`tgp:provider/provider@X.Y.Z`). The host accepts the same MAJOR.MINOR while the contract is
+//! 0.x and the same MAJOR from 1.0 on, and refuses anything else at load, naming both versions,
+//! instead of failing later with an obscure link error.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::error::LoadError;
+
+/// The contract version this engine implements (`wit/provider.wit`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+const EXPORT_PREFIX: &str = "tgp:provider/provider";
+
+/// A parsed `MAJOR.MINOR.PATCH[-pre]` version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    major: u64,
+    minor: u64,
+}
+
+fn parse(version: &str) -> Option<Version> {
+    let core = version.split(['-', '+']).next()?;
+    let mut parts = core.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let _patch: u64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Version { major, minor })
+}
+
+/// How this host describes the versions it accepts, e.g. `0.1.x`.
+pub fn host_range() -> String {
+    match parse(CONTRACT_VERSION) {
+        Some(v) if v.major == 0 => format!("{}.{}.x", v.major, v.minor),
+        Some(v) => format!("{}.x", v.major),
+        None => CONTRACT_VERSION.to_owned(),
+    }
+}
+
+/// Whether a plugin built for `plugin` can run on this host.
+pub fn compatible(plugin: &str) -> bool {
+    match (parse(plugin), parse(CONTRACT_VERSION)) {
+        (Some(p), Some(h)) if h.major == 0 => p.major == 0 && p.minor == h.minor,
+        (Some(p), Some(h)) => p.major == h.major,
+        _ => false,
+    }
+}
+
+/// Finds the contract version a component was built for and checks it against this host.
+pub fn check(engine: &Engine, component: &Component) -> Result<String, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let Some(found) = exports.iter().find(|name| name.starts_with(EXPORT_PREFIX)) else {
+        return Err(LoadError::NotAProvider { exports: exports.join(", ") });
+    };
+    let version = match found.strip_prefix(EXPORT_PREFIX).and_then(|rest| rest.strip_prefix('@')) {
+        Some(v) => v.to_owned(),
+        None => {
+            return Err(LoadError::Incompatible { plugin: "(unversioned)".into(), host: host_range() });
+        }
+    };
+    if !compatible(&version) {
+        return Err(LoadError::Incompatible { plugin: version, host: host_range() });
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_minor_accepted_while_zero_x() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.0.0"));
+        assert!(!compatible("garbage"));
+        assert_eq!(host_range(), "0.1.x");
+    }
+}
