@@ -6,12 +6,18 @@
 //! - [`provider_set`]: providers described in a file, turned into loaded plugins.
 //! - [`catalog`], [`money`]: canonical GPU names and exact money.
 //! - [`embedded`]: the zero-configuration default (embedded mock plugin + in-process simulator).
+//! - [`crd`]: the GPURequest and GPUProvider resources.
+//! - [`operator`]: the controllers, the request lifecycle, garbage collection, leader election.
+//! - [`devenv`]: a whole installation in one process (API server, clouds, operator).
 //! - [`cli`]: the `tgp` command line.
 
 pub mod catalog;
 pub mod cli;
+pub mod crd;
+pub mod devenv;
 pub mod embedded;
 pub mod money;
+pub mod operator;
 pub mod plugins;
 pub mod pricing;
 pub mod provider_set;

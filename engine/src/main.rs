@@ -15,7 +15,12 @@ fn init_logging(filter: &str) {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    // The demo narrates on stdout; keep the operator's own log to errors unless asked.
+    let filter = match (&cli.command, cli.log.as_str()) {
+        (Command::Demo(_), "warn") => "error",
+        (_, f) => f,
+    };
+    init_logging(filter);
     let code = match run(cli).await {
         Ok(code) => code,
         Err(err) => {
@@ -31,5 +36,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Quote(args) => tgp::cli::quote::run(args, &host).await,
         Command::Plugin(cmd) => tgp::cli::plugin::run(cmd, &host).await,
+        Command::Run(args) => tgp::cli::run::run(args, host).await,
+        Command::Crd => tgp::cli::crd::run(),
+        Command::Demo(args) => tgp::cli::demo::run(args).await,
     }
 }

@@ -1,7 +1,10 @@
 //! The `tgp` command line: argument definitions and dispatch to one module per subcommand.
 
+pub mod crd;
+pub mod demo;
 pub mod plugin;
 pub mod quote;
+pub mod run;
 pub mod table;
 
 use std::path::PathBuf;
@@ -31,6 +34,14 @@ pub enum Command {
     /// Inspect, call or test a provider plugin without a cluster.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the operator against the cluster in the current kubeconfig.
+    Run(run::RunArgs),
+    /// Print the CustomResourceDefinitions (GPURequest, GPUProvider) as YAML.
+    Crd,
+    /// The whole product in one process, with no cluster or cloud account: a development API
+    /// server, two simulated clouds, the real operator; applies a GPURequest, shows it reach
+    /// Ready, deletes it and shows nothing is left running.
+    Demo(demo::DemoArgs),
 }
 
 /// Output formats shared by the commands that print results.

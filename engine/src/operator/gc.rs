@@ -1,0 +1,133 @@
+//! Garbage collection, both ways, on an interval.
+//!
+//! Forward: every instance carrying this cluster's tag that no live request references (seen so
+//! for longer than a grace period) is terminated and counted. Backward: a ready request whose
+//! instance is missing from a provider's listing is marked for an immediate verify (the lifecycle
+//! decides; a listing alone never fails a request). A listing that fails is an error for that
+//! provider this round, never "nothing exists".
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+
+use crate::crd::gpurequest::Phase;
+use crate::crd::GPURequest;
+use crate::plugins::{InstanceState, Operation, Tag};
+
+use super::context::Ctx;
+use super::naming;
+
+/// Annotation that asks the lifecycle to verify a request's instance now.
+pub const VERIFY_ANNOTATION: &str = "tgp.io/verify-requested";
+
+/// What one garbage-collection round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// (provider, instance id) terminated as orphans.
+    pub terminated: Vec<(String, String)>,
+    /// Orphans seen but still inside the grace period.
+    pub waiting: usize,
+    /// Providers whose listing failed this round.
+    pub list_failures: Vec<String>,
+    /// Requests marked for an immediate verify.
+    pub marked: Vec<String>,
+}
+
+/// Remembers when each orphan was first seen, across rounds.
+#[derive(Default)]
+pub struct GcState {
+    first_seen: HashMap<(String, String), Instant>,
+}
+
+/// Runs one round.
+pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::Error> {
+    let api: Api<GPURequest> = Api::all(ctx.client.clone());
+    let requests = api.list(&ListParams::default()).await?.items;
+    let by_uid: HashMap<String, &GPURequest> = requests.iter().filter_map(|r| r.uid().map(|u| (u, r))).collect();
+    let owner = Tag { key: naming::CLUSTER_TAG.into(), value: ctx.settings.cluster_id.clone() };
+    let mut report = GcReport::default();
+    let mut still_orphaned = HashSet::new();
+    for slot in ctx.registry.all() {
+        let listed = match slot.call(Operation::ListOwned, slot.plugin.list_owned(&owner)).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(provider = %slot.name, "garbage collection: listing owned instances failed: {e}");
+                ctx.metrics.gc_list_failures.inc();
+                report.list_failures.push(slot.name.clone());
+                continue;
+            }
+        };
+        let live: Vec<_> = listed
+            .iter()
+            .filter(|i| !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound))
+            .filter(|i| naming::tag_value(&i.tags, naming::CLUSTER_TAG) == Some(ctx.settings.cluster_id.as_str()))
+            .collect();
+        for inst in &live {
+            let request = naming::tag_value(&inst.tags, naming::REQUEST_TAG).and_then(|uid| by_uid.get(uid));
+            let referenced = request.is_some_and(|r| {
+                let st = r.status.clone().unwrap_or_default();
+                st.instance_id.as_deref() == Some(inst.instance_id.as_str())
+                    || st.pending_launch.as_ref().is_some_and(|p| p.instance_name == inst.name && p.provider == slot.name)
+            });
+            if referenced {
+                continue;
+            }
+            let key = (slot.name.clone(), inst.instance_id.clone());
+            let first = *state.first_seen.entry(key.clone()).or_insert_with(Instant::now);
+            still_orphaned.insert(key.clone());
+            if first.elapsed() < ctx.settings.gc_grace {
+                report.waiting += 1;
+                continue;
+            }
+            match slot.call(Operation::Terminate, slot.plugin.terminate(&inst.instance_id)).await {
+                Ok(outcome) => {
+                    tracing::warn!(provider = %slot.name, instance = %inst.instance_id, name = %inst.name, ?outcome, "garbage collection: terminated an instance no request owns");
+                    ctx.metrics.orphans_terminated.inc();
+                    report.terminated.push(key.clone());
+                    state.first_seen.remove(&key);
+                    still_orphaned.remove(&key);
+                }
+                Err(e) => tracing::warn!(provider = %slot.name, instance = %inst.instance_id, "garbage collection: terminate failed: {e}; retrying next round"),
+            }
+        }
+        // Backward: ready requests on this provider whose instance is not listed.
+        let listed_ids: HashSet<&str> = live.iter().map(|i| i.instance_id.as_str()).collect();
+        for r in &requests {
+            let st = r.status.clone().unwrap_or_default();
+            let on_this = st.provider.as_deref() == Some(slot.name.as_str());
+            if r.metadata.deletion_timestamp.is_some() || !on_this || st.phase != Phase::Ready {
+                continue;
+            }
+            let Some(id) = st.instance_id.as_deref() else { continue };
+            if listed_ids.contains(id) {
+                continue;
+            }
+            let patch = serde_json::json!({"metadata": {"annotations": {VERIFY_ANNOTATION: super::clock::text(super::clock::now())}}});
+            match api.patch(&r.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => report.marked.push(r.name_any()),
+                Err(e) => tracing::warn!(request = %r.name_any(), "garbage collection: marking for verify failed: {e}"),
+            }
+        }
+    }
+    state.first_seen.retain(|k, _| still_orphaned.contains(k));
+    Ok(report)
+}
+
+/// Runs rounds every `gc_interval` until the task is dropped.
+pub async fn run_forever(ctx: std::sync::Arc<Ctx>) {
+    let mut state = GcState::default();
+    let mut tick = tokio::time::interval(ctx.settings.gc_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match run_once(&ctx, &mut state).await {
+            Ok(report) if !report.terminated.is_empty() || !report.marked.is_empty() => {
+                tracing::info!(?report, "garbage collection round")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("garbage collection: listing requests failed: {e}"),
+        }
+    }
+}
