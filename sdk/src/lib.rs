@@ -21,6 +21,7 @@
 #[path = "bindings.rs"]
 pub mod __bindings;
 
+pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod log;
