@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod conformance;
 pub mod crd;
 pub mod devenv;
 pub mod embedded;

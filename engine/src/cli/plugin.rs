@@ -18,6 +18,26 @@ pub enum PluginCommand {
     Inspect(InspectArgs),
     /// Call one operation of a plugin and print the result (or its typed error) as JSON.
     Call(CallArgs),
+    /// Run the conformance scenarios against a simulator personality (mock, runpod, lambda,
+    /// vast: started in-process, faults injected) or a URL, and print a pass/fail table.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The component file (.wasm).
+    pub file: PathBuf,
+    /// A simulator personality (mock, runpod, lambda, vast) or an API base URL.
+    #[arg(long)]
+    pub against: String,
+    /// With a URL: the API key the plugin uses (as secret `api_key`).
+    #[arg(long, env = "TGP_TEST_API_KEY", default_value = "")]
+    pub api_key: String,
+    /// Extra plugin configuration (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -234,10 +254,29 @@ async fn call(args: CallArgs, host: &PluginHost) -> anyhow::Result<i32> {
     }
 }
 
+async fn test(args: TestArgs, host: &PluginHost) -> anyhow::Result<i32> {
+    use clap::ValueEnum;
+    use crate::conformance::{self, Personality, Target};
+    let bytes = read(&args.file)?;
+    let extra = pairs("--config", &args.config)?;
+    let target = match Personality::from_str(&args.against, true) {
+        Ok(p) => Target::simulator(p).await?,
+        Err(_) if args.against.starts_with("http://") || args.against.starts_with("https://") => Target::url(&args.against, &args.api_key),
+        Err(_) => anyhow::bail!("--against {:?}: expected mock, runpod, lambda, vast or an http(s) URL", args.against),
+    };
+    let report = conformance::run(host, bytes, &target, &extra).await?;
+    match args.output {
+        OutputFormat::Table => print!("{}", conformance::render(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.passed() { 0 } else { 1 })
+}
+
 /// Runs a `tgp plugin` subcommand; returns the process exit code.
 pub async fn run(cmd: PluginCommand, host: &PluginHost) -> anyhow::Result<i32> {
     match cmd {
         PluginCommand::Inspect(args) => inspect(args, host).await,
         PluginCommand::Call(args) => call(args, host).await,
+        PluginCommand::Test(args) => test(args, host).await,
     }
 }

@@ -1,6 +1,6 @@
 //! The contract's names (as written in the WIT) for its enums, for tables, status and logs.
 
-use super::{Availability, BootstrapDelivery, InstanceState, Operation};
+use super::{Availability, BootstrapDelivery, InstanceState, Operation, TerminateOutcome};
 
 impl Operation {
     pub fn name(&self) -> &'static str {
@@ -45,6 +45,16 @@ impl InstanceState {
             InstanceState::Terminated => "terminated",
             InstanceState::NotFound => "not-found",
             InstanceState::Failed => "failed",
+        }
+    }
+}
+
+impl TerminateOutcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TerminateOutcome::Terminating => "terminating",
+            TerminateOutcome::Terminated => "terminated",
+            TerminateOutcome::AlreadyGone => "already-gone",
         }
     }
 }
