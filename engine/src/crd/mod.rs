@@ -26,3 +26,27 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The chart ships the CRDs; they must be exactly what the types generate.
+    /// Regenerate with `tgp crd > charts/tgp/crds/tgp-crds.yaml`.
+    #[test]
+    fn committed_crds_match_the_types() {
+        let committed = include_str!("../../../charts/tgp/crds/tgp-crds.yaml");
+        let generated = super::crds_yaml().expect("CRDs serialize");
+        assert!(
+            committed == generated,
+            "charts/tgp/crds/tgp-crds.yaml is out of date: run `tgp crd > charts/tgp/crds/tgp-crds.yaml`"
+        );
+    }
+
+    #[test]
+    fn schema_rejects_what_admission_can() {
+        let crd = serde_json::to_value(<super::GPURequest as kube::CustomResourceExt>::crd()).expect("json");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["gpuCount"]["minimum"].as_f64(), Some(1.0));
+        assert!(spec["maxHourlyPrice"]["pattern"].is_string());
+        assert!(spec["bootstrap"]["properties"]["mode"]["enum"].is_array());
+    }
+}

@@ -27,6 +27,9 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When each ready request's instance was last verified by this replica, and the
+    /// verify-requested annotation it carried then.
+    health_checks: Mutex<HashMap<String, (std::time::Instant, Option<String>)>>,
 }
 
 impl Ctx {
@@ -41,6 +44,7 @@ impl Ctx {
             namespace,
             metrics: Arc::new(Metrics::default()),
             failures: Mutex::new(HashMap::new()),
+            health_checks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -60,6 +64,36 @@ impl Ctx {
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         backoff::delay(self.settings.backoff_base, self.settings.backoff_max, *n)
+    }
+
+    /// Time left before `req`'s next health check is due, or `None` if it is due now: never
+    /// checked by this replica, the interval has passed, or garbage collection asked for a
+    /// verify (a new value of the verify-requested annotation) since the last check.
+    /// Reconciles triggered by the request's own status writes therefore cost no provider call.
+    pub fn health_check_wait(&self, req: &GPURequest) -> Option<Duration> {
+        let key = req.uid().unwrap_or_else(|| req.name_any());
+        let requested = req.annotations().get(super::gc::VERIFY_ANNOTATION).cloned();
+        let checks = self.health_checks.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, seen) = checks.get(&key)?;
+        if *seen != requested {
+            return None;
+        }
+        let wait = self.settings.health_interval.checked_sub(at.elapsed())?;
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// Records that `req`'s instance was just verified.
+    pub fn health_checked(&self, req: &GPURequest) {
+        let key = req.uid().unwrap_or_else(|| req.name_any());
+        let requested = req.annotations().get(super::gc::VERIFY_ANNOTATION).cloned();
+        self.health_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (std::time::Instant::now(), requested));
+    }
+
+    /// Forgets everything kept in memory about `req` (it is gone or no longer ready).
+    pub fn forget(&self, req: &GPURequest) {
+        let key = req.uid().unwrap_or_else(|| req.name_any());
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.health_checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 
     /// Forgets `req`'s failures after progress.

@@ -243,6 +243,11 @@ pub async fn commit(req: &GPURequest, ctx: &Ctx, mut step: Step) -> Result<Actio
     step.status.observed_generation = req.metadata.generation;
     if step.status != old {
         write_status(ctx, req, &step.status).await?;
+        if step.status.phase != old.phase {
+            // Progress: later retries start again from the base delay instead of inheriting
+            // the backoff of failures from an earlier phase.
+            ctx.reset_failures(req);
+        }
     }
     for note in step.notes {
         ctx.publish(req, note).await;
@@ -586,6 +591,7 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
             w.cond(cond::HEALTHY, true, "Running", "instance verified running");
             w.cond(cond::READY, true, "InstanceRunning", format!("instance {id} on {provider} is running"));
             w.phase(Phase::Ready);
+            w.ctx.health_checked(w.req);
             Ok(Action::requeue(next_health_check(w, valid)))
         }
         InstanceState::Pending | InstanceState::Booting => {
@@ -667,6 +673,10 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         w.st.phase = Phase::Quoting;
         return Ok(Action::requeue(Duration::ZERO));
     };
+    // Only when due: this pass may have been triggered by our own status write.
+    if let Some(wait) = w.ctx.health_check_wait(w.req) {
+        return Ok(Action::requeue(wait.min(next_health_check(w, valid))));
+    }
     let Some(slot) = w.slot(&provider) else {
         w.cond(cond::HEALTHY, false, "ProviderUnavailable", format!("provider {provider} is not loaded; cannot check the instance"));
         return Ok(Action::requeue(settings.verify_interval));
@@ -681,6 +691,7 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
             return Ok(Action::requeue(e.retry_after().unwrap_or(settings.verify_interval)));
         }
     };
+    w.ctx.health_checked(w.req);
     if state == InstanceState::Running {
         w.st.last_verified_at = Some(w.now_text());
         accrue(w);
@@ -811,5 +822,7 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     if !targets.is_empty() {
         ctx.publish(&req, Note { type_: EventType::Normal, reason: "Terminated".into(), message: "instance terminated; releasing the request".into() }).await;
     }
+    // The request is about to go: forget what memory holds about it.
+    ctx.forget(&req);
     Ok(Action::await_change())
 }

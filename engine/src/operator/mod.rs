@@ -104,6 +104,16 @@ pub async fn run_controllers(ctx: Arc<Ctx>) {
     tokio::join!(providers, requests, gc);
 }
 
+/// Aborts a spawned task when dropped: the controllers (and the lease task) must not outlive
+/// `run`, whether it returns or its future is dropped (a cancelled or aborted caller).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How this replica takes part in leader election.
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -133,20 +143,22 @@ pub async fn run(
         .build()
         .await?;
     let (mut leading, lease_task) = manager.watch().await;
-    let mut running: Option<tokio::task::JoinHandle<()>> = None;
+    // Held in a guard so that dropping this future (a crash-like abort) also stops lease renewal
+    // instead of leaving a zombie replica holding the lease.
+    let mut lease_task = AbortOnDrop(lease_task);
+    let mut running: Option<AbortOnDrop<()>> = None;
     tokio::pin!(shutdown);
     loop {
         let is_leader = *leading.borrow_and_update();
         match (is_leader, running.is_some()) {
             (true, false) => {
                 tracing::info!(identity = %leader.identity, "became leader; starting controllers");
-                running = Some(tokio::spawn(run_controllers(ctx.clone())));
+                running = Some(AbortOnDrop(tokio::spawn(run_controllers(ctx.clone()))));
             }
             (false, true) => {
                 tracing::warn!(identity = %leader.identity, "lost leadership; stopping controllers");
-                if let Some(task) = running.take() {
-                    task.abort();
-                }
+                // Dropping the guard aborts the controllers.
+                running.take();
             }
             _ => {}
         }
@@ -158,12 +170,12 @@ pub async fn run(
             }
         }
     }
-    if let Some(task) = running.take() {
-        task.abort();
-        let _ = task.await;
+    if let Some(mut task) = running.take() {
+        task.0.abort();
+        let _ = (&mut task.0).await;
     }
     // Closing the channel tells the lease task to release the lease and finish.
     drop(leading);
-    lease_task.await??;
+    (&mut lease_task.0).await??;
     Ok(())
 }
