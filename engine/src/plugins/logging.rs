@@ -10,6 +10,8 @@ use super::bindings::log_api::Level;
 
 /// Longest message forwarded; longer ones are cut.
 const MAX_MESSAGE_BYTES: usize = 4096;
+/// Dropped lines are reported at most this often per plugin (the report must not flood either).
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Token bucket shared by every instance of one plugin.
 #[derive(Debug)]
@@ -24,6 +26,7 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     dropped_since_report: u64,
+    last_report: Option<Instant>,
 }
 
 /// The limiter's verdict for one line.
@@ -38,7 +41,7 @@ impl LogLimiter {
         let rate = f64::from(lines_per_second.max(1));
         Self {
             rate,
-            bucket: Mutex::new(Bucket { tokens: rate, last: Instant::now(), dropped_since_report: 0 }),
+            bucket: Mutex::new(Bucket { tokens: rate, last: Instant::now(), dropped_since_report: 0, last_report: None }),
             dropped_total: AtomicU64::new(0),
         }
     }
@@ -53,7 +56,13 @@ impl LogLimiter {
         b.tokens = (b.tokens + elapsed * self.rate).min(self.rate);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            let dropped = std::mem::take(&mut b.dropped_since_report);
+            let report_due = b.last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY);
+            let dropped = if b.dropped_since_report > 0 && report_due {
+                b.last_report = Some(now);
+                std::mem::take(&mut b.dropped_since_report)
+            } else {
+                0
+            };
             Admit::Yes { dropped }
         } else {
             b.dropped_since_report += 1;
@@ -104,5 +113,21 @@ mod tests {
         let admitted = (0..20).filter(|_| matches!(l.admit(), Admit::Yes { .. })).count();
         assert!(admitted >= 5 && admitted < 20, "admitted {admitted}");
         assert_eq!(l.dropped_total(), (20 - admitted) as u64);
+    }
+
+    #[test]
+    fn drops_are_reported_at_most_once_per_period() {
+        let l = LogLimiter::new(1);
+        let mut reports = 0;
+        for _ in 0..5_000 {
+            if let Admit::Yes { dropped } = l.admit() {
+                if dropped > 0 {
+                    reports += 1;
+                }
+            }
+            // Refill one token each round, as if time passed.
+            l.bucket.lock().unwrap().tokens += 0.5;
+        }
+        assert_eq!(reports, 1, "one report in this burst, not one per admitted line");
     }
 }
