@@ -5,13 +5,18 @@
 //!
 //! Nothing here is a shortcut around production code: the operator is `operator::run`, the
 //! plugin runs in the same sandbox, and the API server is reached over HTTP by kube-rs.
+//!
+//! With `TGP_E2E_KUBECONFIG` set, a real cluster replaces the development API server: the CRDs
+//! are installed there, and everything the environment creates carries the label
+//! `tgp.io/e2e=true` so that a later run can clean up what an earlier one left. Use a disposable
+//! cluster: the in-process operator reconciles every GPURequest it sees.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use tgp_apiserver::DevApiServer;
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
@@ -24,6 +29,10 @@ use crate::plugins::{HostConfig, PluginHost};
 
 /// Namespace of the operator's Secrets and Lease in the development environment.
 pub const NAMESPACE: &str = "tgp-system";
+/// Label on everything a development environment creates.
+pub const E2E_LABEL: &str = "tgp.io/e2e";
+/// Environment variable naming a real cluster's kubeconfig for the end-to-end suite.
+pub const REAL_CLUSTER_ENV: &str = "TGP_E2E_KUBECONFIG";
 
 /// One simulated cloud and the GPUProvider that points at it.
 pub struct CloudSpec {
@@ -40,7 +49,8 @@ impl CloudSpec {
 
 /// A running development environment. Dropping it stops everything.
 pub struct DevEnv {
-    pub api: DevApiServer,
+    /// The development API server; `None` when running against a real cluster.
+    pub api: Option<DevApiServer>,
     pub client: Client,
     pub clouds: Vec<(String, MockCloud)>,
     pub host: Arc<PluginHost>,
@@ -60,11 +70,19 @@ impl DevEnv {
     /// Starts the API server and the clouds, registers the CRDs, creates one Secret and one
     /// GPUProvider per cloud. The operator is started separately ([`DevEnv::start_operator`]).
     pub async fn start(clouds: Vec<CloudSpec>, settings: Settings) -> anyhow::Result<DevEnv> {
-        let api = DevApiServer::start().await?;
-        api.register_crd(&GPURequest::crd())?;
-        api.register_crd(&GPUProvider::crd())?;
-        let client = api.client().await?;
-        let plugin_dir = std::env::temp_dir().join(format!("tgp-devenv-{}-{}", std::process::id(), api.addr().port()));
+        let (api, client) = match std::env::var(REAL_CLUSTER_ENV) {
+            Ok(path) if !path.is_empty() => (None, real_cluster(&path).await?),
+            _ => {
+                let api = DevApiServer::start().await?;
+                api.register_crd(&GPURequest::crd())?;
+                api.register_crd(&GPUProvider::crd())?;
+                let client = api.client().await?;
+                (Some(api), client)
+            }
+        };
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plugin_dir = std::env::temp_dir().join(format!("tgp-devenv-{}-{seq}", std::process::id()));
         std::fs::create_dir_all(&plugin_dir)?;
         let plugin_path = plugin_dir.join("tgp_provider_mock.wasm");
         std::fs::write(&plugin_path, MOCK_PLUGIN)?;
@@ -84,11 +102,12 @@ impl DevEnv {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
         let secret: Secret = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("{}-credentials", spec.name), "namespace": NAMESPACE},
+            "metadata": {"name": format!("{}-credentials", spec.name), "namespace": NAMESPACE, "labels": {E2E_LABEL: "true"}},
             "stringData": {"api-key": api_key}
         }))?;
-        secrets.create(&PostParams::default(), &secret).await?;
-        let provider = GPUProvider::new(
+        let apply = PatchParams::apply("tgp-e2e").force();
+        secrets.patch(&format!("{}-credentials", spec.name), &apply, &Patch::Apply(&secret)).await?;
+        let mut provider = GPUProvider::new(
             &spec.name,
             GPUProviderSpec {
                 module: ModuleSource { path: Some(self.plugin_path.display().to_string()), digest: None },
@@ -103,7 +122,8 @@ impl DevEnv {
                 enabled: true,
             },
         );
-        Api::<GPUProvider>::all(self.client.clone()).create(&PostParams::default(), &provider).await?;
+        provider.metadata.labels = Some([(E2E_LABEL.to_string(), "true".to_string())].into());
+        Api::<GPUProvider>::all(self.client.clone()).patch(&spec.name, &apply, &Patch::Apply(&provider)).await?;
         self.clouds.push((spec.name, cloud));
         Ok(())
     }
@@ -115,7 +135,11 @@ impl DevEnv {
 
     /// Starts an operator replica with this identity (leader election decides if it acts).
     pub async fn start_operator(&mut self, identity: &str) -> anyhow::Result<()> {
-        let client = self.api.client().await?;
+        // Each replica gets its own connections to the development API server.
+        let client = match &self.api {
+            Some(api) => api.client().await?,
+            None => self.client.clone(),
+        };
         let leader = LeaderConfig {
             lease_name: "tgp-leader".into(),
             namespace: NAMESPACE.into(),
@@ -195,7 +219,8 @@ impl DevEnv {
 
     /// Creates a GPURequest from YAML or JSON text.
     pub async fn create_request(&self, text: &str) -> anyhow::Result<GPURequest> {
-        let req: GPURequest = serde_yaml::from_str(text)?;
+        let mut req: GPURequest = serde_yaml::from_str(text)?;
+        req.metadata.labels.get_or_insert_with(Default::default).insert(E2E_LABEL.to_string(), "true".to_string());
         Ok(self.requests().create(&PostParams::default(), &req).await?)
     }
 
@@ -256,6 +281,38 @@ impl Drop for DevEnv {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A real cluster from `kubeconfig`: installs the CRDs, makes sure the namespace exists, and
+/// removes what earlier end-to-end runs left (only objects labelled `tgp.io/e2e=true`).
+async fn real_cluster(kubeconfig: &str) -> anyhow::Result<Client> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let client = Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let apply = PatchParams::apply("tgp-e2e").force();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [GPURequest::crd(), GPUProvider::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &apply, &Patch::Apply(&crd)).await?;
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        tokio::time::timeout(Duration::from_secs(30), kube::runtime::wait::await_condition(crds.clone(), &name, established)).await??;
+    }
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))?;
+    Api::<Namespace>::all(client.clone()).patch(NAMESPACE, &apply, &Patch::Apply(&ns)).await?;
+    let labelled = kube::api::ListParams::default().labels(&format!("{E2E_LABEL}=true"));
+    let requests: Api<GPURequest> = Api::all(client.clone());
+    for r in requests.list(&labelled).await?.items {
+        let name = r.name_any();
+        // Leftovers of an earlier run: drop the finalizer (their simulated clouds are gone).
+        let _ = requests.patch(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}))).await;
+        let _ = requests.delete(&name, &DeleteParams::default()).await;
+    }
+    let providers: Api<GPUProvider> = Api::all(client.clone());
+    for p in providers.list(&labelled).await?.items {
+        let _ = providers.delete(&p.name_any(), &DeleteParams::default()).await;
+    }
+    Ok(client)
 }
 
 /// Settings for fast, deterministic runs against simulators: short intervals and grace periods.

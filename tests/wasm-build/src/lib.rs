@@ -93,6 +93,8 @@ pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
         }
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    // The wasm profile lives in the workspace manifest.
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
     ensure_target();
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
