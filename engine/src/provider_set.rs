@@ -50,14 +50,16 @@ fn enabled_default() -> bool {
     true
 }
 
-/// Where a secret's value comes from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where a secret's value comes from: exactly one of `env` or `value`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum SecretSource {
+pub struct SecretSource {
     /// An environment variable of the tgp process.
-    Env(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     /// A literal value (for simulators and tests only).
-    Value(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// Per-provider sandbox limits; unset fields keep the host defaults (30 s, 64 MiB, 16 calls).
@@ -89,18 +91,18 @@ impl LimitsSpec {
 /// Why a providers file or one of its providers could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderSetError {
-    #[error("cannot read providers file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("providers file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("cannot read providers file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("providers file {path} is not valid: {error}")]
+    Parse { path: PathBuf, error: serde_yaml::Error },
     #[error("provider {provider}: {field}: {reason}")]
     Invalid { provider: String, field: String, reason: String },
-    #[error("provider {provider}: cannot read module {path}: {source}")]
-    Module { provider: String, path: PathBuf, source: std::io::Error },
+    #[error("provider {provider}: cannot read module {path}: {error}")]
+    Module { provider: String, path: PathBuf, error: std::io::Error },
     #[error("provider {provider}: secret {secret}: environment variable {var} is not set")]
     MissingEnv { provider: String, secret: String, var: String },
-    #[error("provider {provider}: {source}")]
-    Load { provider: String, source: crate::plugins::LoadError },
+    #[error("provider {provider}: {error}")]
+    Load { provider: String, error: crate::plugins::LoadError },
 }
 
 /// A provider ready to call.
@@ -115,9 +117,9 @@ impl ProviderSetFile {
     /// Reads and checks a providers file; module paths become relative to the file's folder.
     pub fn read(path: &Path) -> Result<Self, ProviderSetError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ProviderSetError::Read { path: path.to_path_buf(), source })?;
+            .map_err(|error| ProviderSetError::Read { path: path.to_path_buf(), error })?;
         let mut file: ProviderSetFile = serde_yaml::from_str(&text)
-            .map_err(|source| ProviderSetError::Parse { path: path.to_path_buf(), source })?;
+            .map_err(|error| ProviderSetError::Parse { path: path.to_path_buf(), error })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for entry in &mut file.providers {
             if entry.module.is_relative() {
@@ -162,13 +164,20 @@ impl ProviderEntry {
     pub fn grants(&self) -> Result<Grants, ProviderSetError> {
         let mut secrets = BTreeMap::new();
         for (name, source) in &self.secrets {
-            let value = match source {
-                SecretSource::Value(v) => v.clone(),
-                SecretSource::Env(var) => std::env::var(var).map_err(|_| ProviderSetError::MissingEnv {
+            let value = match (&source.env, &source.value) {
+                (None, Some(v)) => v.clone(),
+                (Some(var), None) => std::env::var(var).map_err(|_| ProviderSetError::MissingEnv {
                     provider: self.name.clone(),
                     secret: name.clone(),
                     var: var.clone(),
                 })?,
+                _ => {
+                    return Err(ProviderSetError::Invalid {
+                        provider: self.name.clone(),
+                        field: format!("secrets.{name}"),
+                        reason: "set exactly one of env or value".into(),
+                    });
+                }
             };
             secrets.insert(name.clone(), SecretValue::from(value));
         }
@@ -184,15 +193,15 @@ impl ProviderEntry {
     /// Reads the module and loads it into `host`.
     pub async fn load(&self, host: &PluginHost) -> Result<ActiveProvider, ProviderSetError> {
         let grants = self.grants()?;
-        let bytes = std::fs::read(&self.module).map_err(|source| ProviderSetError::Module {
+        let bytes = std::fs::read(&self.module).map_err(|error| ProviderSetError::Module {
             provider: self.name.clone(),
             path: self.module.clone(),
-            source,
+            error,
         })?;
         let plugin = host
             .load(bytes, grants)
             .await
-            .map_err(|source| ProviderSetError::Load { provider: self.name.clone(), source })?;
+            .map_err(|error| ProviderSetError::Load { provider: self.name.clone(), error })?;
         Ok(ActiveProvider { name: self.name.clone(), priority: self.priority, plugin })
     }
 }
@@ -213,4 +222,35 @@ pub async fn load_all(
         }
     }
     (ok, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let file: ProviderSetFile = serde_yaml::from_str(
+            "providers:\n  - name: a\n    module: a.wasm\n    secrets: {api_key: {env: A_KEY}, other: {value: x}}\n    limits: {timeoutSeconds: 5}\n",
+        )
+        .expect("documented shape parses");
+        file.validate().expect("valid");
+        assert_eq!(file.providers[0].secrets["api_key"].env.as_deref(), Some("A_KEY"));
+        assert_eq!(file.providers[0].limits.to_limits().call_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_secret_needs_exactly_one_source() {
+        let file: ProviderSetFile =
+            serde_yaml::from_str("providers:\n  - name: a\n    module: a.wasm\n    secrets: {api_key: {env: X, value: y}}\n").expect("parses");
+        let err = file.providers[0].grants().err().expect("refused");
+        assert!(err.to_string().contains("secrets.api_key"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let file: ProviderSetFile =
+            serde_yaml::from_str("providers:\n  - {name: a, module: a.wasm}\n  - {name: a, module: b.wasm}\n").expect("parses");
+        assert!(file.validate().is_err());
+    }
 }

@@ -416,3 +416,24 @@ async fn only_the_leader_reconciles_and_the_other_takes_over() {
     assert_eq!(env.live_instances(), 2);
     env.shutdown().await;
 }
+
+/// maxLifetime ends the instance and says so in status: Terminated, Ready=False with reason
+/// MaxLifetimeReached, and nothing left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_lifetime_ends_the_instance() {
+    let mut env = start(vec![CloudSpec::new("a", cheap())]).await;
+    env.create_request(&request("short", "  maxLifetime: 2s\n")).await.unwrap();
+    let r = env.wait_for("short", T, is_ready).await.unwrap();
+    let expires = r.status.as_ref().and_then(|s| s.expires_at.clone());
+    assert!(expires.is_some(), "a Ready request with maxLifetime shows when it expires: {}", dump(&r));
+    let r = env.wait_for("short", T, |r| phase(r) == Phase::Terminated).await.unwrap();
+    let ready = condition(&r, "Ready").expect("Ready condition");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "MaxLifetimeReached", "{}", dump(&r));
+    wait_no_live_instances(&env, T).await.unwrap();
+    // Deleting a terminated request finishes at once and leaves nothing either.
+    env.delete_request("short").await.unwrap();
+    env.wait_gone("short", T).await.unwrap();
+    assert_eq!(env.live_instances(), 0);
+    env.shutdown().await;
+}
