@@ -15,9 +15,9 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use tgp::provider::http as http_api;
-pub use tgp::provider::log as log_api;
-pub use tgp::provider::types::{
+pub use self::tgp::provider::http as http_api;
+pub use self::tgp::provider::log as log_api;
+pub use self::tgp::provider::types::{
     Availability, Balance, BalanceAmount, BootstrapDelivery, Capabilities, GpuSpec, Instance,
     InstanceState, InvalidField, LaunchRequest, Offer, Operation, ProviderError, ProviderInfo,
     RateLimit, Tag, TerminateOutcome,
