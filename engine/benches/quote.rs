@@ -11,6 +11,7 @@ use tgp::embedded::{mock_grants, MOCK_PLUGIN};
 use tgp::plugins::{GpuSpec, HostConfig, PluginHost};
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
 
+/// Rounds by default; `TGP_BENCH_ROUNDS` overrides (e.g. for profiling).
 const ROUNDS: usize = 600;
 
 fn median(mut v: Vec<Duration>) -> (Duration, Duration) {
@@ -41,7 +42,7 @@ async fn native_quote(client: &reqwest::Client, base: &str, key: &str) -> Result
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = if std::env::var("TGP_BENCH_CURRENT_THREAD").is_ok() { tokio::runtime::Builder::new_current_thread().enable_all().build()? } else { tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()? };
     rt.block_on(async {
         let config = MockCloudConfig::default();
         let key = config.api_key.clone();
@@ -57,8 +58,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             native_quote(&client, &base, &key).await?;
             plugin.quote(&spec).await?;
         }
+        let rounds: usize = std::env::var("TGP_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS);
+        let only_plugin = std::env::var("TGP_BENCH_ONLY_PLUGIN").is_ok();
         let (mut native, mut sandboxed) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
+            if only_plugin {
+                let t = Instant::now();
+                plugin.quote(&spec).await?;
+                sandboxed.push(t.elapsed());
+                native.push(t.elapsed());
+                continue;
+            }
             let t = Instant::now();
             let n = native_quote(&client, &base, &key).await?;
             native.push(t.elapsed());
@@ -69,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let (nm, np) = median(native);
         let (pm, pp) = median(sandboxed);
-        println!("quote to the mock cloud on loopback, {ROUNDS} interleaved rounds");
+        println!("quote to the mock cloud on loopback, {rounds} interleaved rounds");
         println!("{:<40} median {:>10.2?}  p90 {:>10.2?}", "native (reqwest + serde_json)", nm, np);
         println!("{:<40} median {:>10.2?}  p90 {:>10.2?}", "plugin (host + sandbox + guest)", pm, pp);
         println!("plugin / native (median): {:.2}x  (target <= 1.25x)", pm.as_secs_f64() / nm.as_secs_f64());

@@ -21,6 +21,20 @@ pub struct UnknownSecret(pub String);
 
 /// Replaces every `{{secret:NAME}}` in `text` with the granted value.
 pub fn substitute(text: &str, secrets: &BTreeMap<String, SecretValue>) -> Result<String, UnknownSecret> {
+    substitute_with(text, secrets, |v| v.to_string())
+}
+
+/// Like [`substitute`], for a URL: each value is percent-encoded, so a key holding `&`, `=` or
+/// `#` cannot change the query's structure.
+pub fn substitute_url(text: &str, secrets: &BTreeMap<String, SecretValue>) -> Result<String, UnknownSecret> {
+    substitute_with(text, secrets, |v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect())
+}
+
+fn substitute_with(
+    text: &str,
+    secrets: &BTreeMap<String, SecretValue>,
+    encode: impl Fn(&str) -> String,
+) -> Result<String, UnknownSecret> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find(OPEN) {
@@ -32,7 +46,7 @@ pub fn substitute(text: &str, secrets: &BTreeMap<String, SecretValue>) -> Result
         };
         let name = &after[..end];
         let value = secrets.get(name).ok_or_else(|| UnknownSecret(name.to_owned()))?;
-        out.push_str(value.expose());
+        out.push_str(&encode(value.expose()));
         rest = &after[end + CLOSE.len()..];
     }
     out.push_str(rest);
@@ -85,6 +99,13 @@ mod tests {
 
     fn secrets() -> BTreeMap<String, SecretValue> {
         BTreeMap::from([("api_key".to_owned(), SecretValue::new("s3cr3t"))])
+    }
+
+    #[test]
+    fn url_substitution_encodes_the_value() {
+        let mut m = BTreeMap::new();
+        m.insert("k".to_string(), SecretValue::from("a&b=c"));
+        assert_eq!(substitute_url("https://h/p?key={{secret:k}}&x=1", &m).unwrap(), "https://h/p?key=a%26b%3Dc&x=1");
     }
 
     #[test]
