@@ -20,7 +20,10 @@ fn component_path() -> PathBuf {
     if let Ok(p) = std::env::var("TGP_BENCH_PLUGIN") {
         return PathBuf::from(p);
     }
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm/wasm32-wasip2/wasm/tgp_test_plugin_hostile.wasm"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/wasm/wasm32-wasip2/wasm/tgp_test_plugin_hostile.wasm"
+    ))
 }
 
 struct Summary {
@@ -33,20 +36,37 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort();
     let n = samples.len();
     let at = |q: f64| samples[((n as f64 - 1.0) * q).round() as usize];
-    Summary { median: at(0.5), p90: at(0.9), n }
+    Summary {
+        median: at(0.5),
+        p90: at(0.9),
+        n,
+    }
 }
 
 fn print(label: &str, s: &Summary) {
-    println!("{label:<48} median {:>10.2?}  p90 {:>10.2?}  (n={})", s.median, s.p90, s.n);
+    println!(
+        "{label:<48} median {:>10.2?}  p90 {:>10.2?}  (n={})",
+        s.median, s.p90, s.n
+    );
 }
 
 fn grants() -> Grants {
-    Grants { provider_name: "bench".into(), ..Grants::default() }
+    Grants {
+        provider_name: "bench".into(),
+        ..Grants::default()
+    }
 }
 
 async fn calls(mode: PoolingMode, bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-    let host = PluginHost::new(HostConfig { pooling: mode, ..HostConfig::default() })?;
-    let label = if host.pooling_enabled() { "pooling" } else { "on-demand" };
+    let host = PluginHost::new(HostConfig {
+        pooling: mode,
+        ..HostConfig::default()
+    })?;
+    let label = if host.pooling_enabled() {
+        "pooling"
+    } else {
+        "on-demand"
+    };
     let plugin = host.load(bytes.to_vec(), grants()).await?;
     for _ in 0..2000 {
         plugin.call_info().await?;
@@ -57,7 +77,10 @@ async fn calls(mode: PoolingMode, bytes: &[u8]) -> Result<(), Box<dyn std::error
         plugin.call_info().await?;
         pooled.push(t.elapsed());
     }
-    print(&format!("info() pooled instance [{label}]"), &summarize(pooled));
+    print(
+        &format!("info() pooled instance [{label}]"),
+        &summarize(pooled),
+    );
     for _ in 0..200 {
         plugin.call_info_fresh_instance().await?;
     }
@@ -67,7 +90,10 @@ async fn calls(mode: PoolingMode, bytes: &[u8]) -> Result<(), Box<dyn std::error
         plugin.call_info_fresh_instance().await?;
         fresh.push(t.elapsed());
     }
-    print(&format!("info() fresh instance per call [{label}]"), &summarize(fresh));
+    print(
+        &format!("info() fresh instance per call [{label}]"),
+        &summarize(fresh),
+    );
     Ok(())
 }
 
@@ -81,7 +107,10 @@ async fn loads(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
     print("cold compile (compile + version check)", &summarize(cold));
 
     let dir = std::env::temp_dir().join(format!("tgp-bench-cache-{}", std::process::id()));
-    let cached_host = PluginHost::new(HostConfig { cache_dir: Some(dir.clone()), ..HostConfig::default() })?;
+    let cached_host = PluginHost::new(HostConfig {
+        cache_dir: Some(dir.clone()),
+        ..HostConfig::default()
+    })?;
     cached_host.load(bytes.to_vec(), grants()).await?;
     let mut hits = Vec::new();
     let mut whole = Vec::new();
@@ -94,8 +123,14 @@ async fn loads(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
         }
         hits.push(p.compile_time());
     }
-    print("cached load (read + verify + deserialize)", &summarize(hits));
-    print("cached load, whole load() incl. first info()", &summarize(whole));
+    print(
+        "cached load (read + verify + deserialize)",
+        &summarize(hits),
+    );
+    print(
+        "cached load, whole load() incl. first info()",
+        &summarize(whole),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -104,7 +139,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = component_path();
     let bytes = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     println!("component {} ({} bytes)", path.display(), bytes.len());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         calls(PoolingMode::On, &bytes).await?;
         calls(PoolingMode::Off, &bytes).await?;

@@ -30,13 +30,22 @@ use tgp_cloudsim::{Endpoint, MockCloud, MockCloudConfig, OfferSpec};
 fn vm_hwm_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("TGP_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let n: usize = std::env::var("TGP_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if std::env::var("TGP_BENCH_ROLE").as_deref() == Ok("infra") {
         return rt.block_on(infra(n));
     }
@@ -51,11 +60,19 @@ async fn infra(n: usize) -> anyhow::Result<()> {
     api.register_crd(&GPUProvider::crd())?;
     let stock = (n as u32 * 2).max(2000);
     let cfg = MockCloudConfig::instant()
-        .with_offers(vec![OfferSpec::new("H100-SXM", 1, "us-east-1", 2_000_000, false, stock)])
+        .with_offers(vec![OfferSpec::new(
+            "H100-SXM",
+            1,
+            "us-east-1",
+            2_000_000,
+            false,
+            stock,
+        )])
         .with_balance_micro_usd(10_000_000 * 1_000_000);
     let key = cfg.api_key.clone();
     let cloud = MockCloud::start(cfg).await?;
-    let kubeconfig = std::env::temp_dir().join(format!("tgp-bench-kubeconfig-{}", std::process::id()));
+    let kubeconfig =
+        std::env::temp_dir().join(format!("tgp-bench-kubeconfig-{}", std::process::id()));
     api.write_kubeconfig(&kubeconfig)?;
     println!("{} {} {key}", kubeconfig.display(), cloud.base_url());
     // Serve until the parent closes our stdin; then report what the cloud saw.
@@ -64,7 +81,11 @@ async fn infra(n: usize) -> anyhow::Result<()> {
         let _ = std::io::stdin().read_line(&mut line);
     })
     .await?;
-    eprintln!("infra: {} launch calls, {} live instances", cloud.call_count(Endpoint::Launch), cloud.live_instances().len());
+    eprintln!(
+        "infra: {} launch calls, {} live instances",
+        cloud.call_count(Endpoint::Launch),
+        cloud.live_instances().len()
+    );
     let _ = std::fs::remove_file(&kubeconfig);
     Ok(())
 }
@@ -78,9 +99,16 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .spawn()?;
     let child_pid = child.id().to_string();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no child stdout"))?).read_line(&mut line)?;
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no child stdout"))?,
+    )
+    .read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (Some(kubeconfig), Some(cloud_url), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(kubeconfig), Some(cloud_url), Some(key)) = (parts.next(), parts.next(), parts.next())
+    else {
         anyhow::bail!("the infrastructure process did not start: {line:?}");
     };
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
@@ -97,20 +125,34 @@ async fn run(n: usize) -> anyhow::Result<()> {
         "metadata": {"name": "bench-credentials", "namespace": NAMESPACE},
         "stringData": {"api-key": key}
     }))?;
-    Api::<Secret>::namespaced(client.clone(), NAMESPACE).create(&PostParams::default(), &secret).await?;
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
     let provider = GPUProvider::new(
         "bench",
         GPUProviderSpec {
-            module: ModuleSource { path: Some(plugin.display().to_string()), digest: None },
-            credentials: Some(Credentials { secret_name: "bench-credentials".into(), keys: [("api_key".to_string(), "api-key".to_string())].into() }),
+            module: ModuleSource {
+                path: Some(plugin.display().to_string()),
+                digest: None,
+            },
+            credentials: Some(Credentials {
+                secret_name: "bench-credentials".into(),
+                keys: [("api_key".to_string(), "api-key".to_string())].into(),
+            }),
             allowed_hosts: vec![cloud_url.to_string()],
-            config: [("base_url".to_string(), cloud_url.to_string()), ("name".to_string(), "bench".to_string())].into(),
+            config: [
+                ("base_url".to_string(), cloud_url.to_string()),
+                ("name".to_string(), "bench".to_string()),
+            ]
+            .into(),
             limits: ProviderLimits::default(),
             priority: 0,
             enabled: true,
         },
     );
-    Api::<GPUProvider>::all(client.clone()).create(&PostParams::default(), &provider).await?;
+    Api::<GPUProvider>::all(client.clone())
+        .create(&PostParams::default(), &provider)
+        .await?;
 
     // Launch-path settings stay fast (zero boot delay, quick verify polling); health checks and
     // garbage collection use the operator's production intervals, as in a real cluster. With the
@@ -123,8 +165,16 @@ async fn run(n: usize) -> anyhow::Result<()> {
         gc_grace: production.gc_grace,
         ..devenv::fast_settings()
     };
-    let host = Arc::new(PluginHost::new(HostConfig { cache_dir: Some(dir.join("cache")), ..HostConfig::default() })?);
-    let leader = LeaderConfig { lease_name: "tgp-leader".into(), namespace: NAMESPACE.into(), identity: "bench".into(), lease_seconds: 15 };
+    let host = Arc::new(PluginHost::new(HostConfig {
+        cache_dir: Some(dir.join("cache")),
+        ..HostConfig::default()
+    })?);
+    let leader = LeaderConfig {
+        lease_name: "tgp-leader".into(),
+        namespace: NAMESPACE.into(),
+        identity: "bench".into(),
+        lease_seconds: 15,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let op_client = client.clone();
     let operator = tokio::spawn(async move {
@@ -137,11 +187,19 @@ async fn run(n: usize) -> anyhow::Result<()> {
     });
     let providers: Api<GPUProvider> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !providers.get("bench").await?.status.is_some_and(|s| tgp::crd::conditions::is_true(&s.conditions, "Loaded")) {
+    while !providers
+        .get("bench")
+        .await?
+        .status
+        .is_some_and(|s| tgp::crd::conditions::is_true(&s.conditions, "Loaded"))
+    {
         anyhow::ensure!(Instant::now() < deadline, "the provider did not load");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("operator up; operator peak RSS so far {} MiB", vm_hwm_kib("self") / 1024);
+    println!(
+        "operator up; operator peak RSS so far {} MiB",
+        vm_hwm_kib("self") / 1024
+    );
 
     let requests: Api<GPURequest> = Api::all(client.clone());
     let started = Instant::now();
@@ -161,28 +219,49 @@ async fn run(n: usize) -> anyhow::Result<()> {
     for r in results {
         r?;
     }
-    println!("created {n} requests in {:.2}s", started.elapsed().as_secs_f64());
+    println!(
+        "created {n} requests in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last_report = Instant::now();
     let ready_at = loop {
         let list = requests.list(&Default::default()).await?.items;
-        let ready = list.iter().filter(|r| r.status.as_ref().is_some_and(|s| s.phase == Phase::Ready)).count();
+        let ready = list
+            .iter()
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.phase == Phase::Ready))
+            .count();
         if ready == n {
             break started.elapsed();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
-            println!("  {:>6.1}s: {ready} of {n} Ready", started.elapsed().as_secs_f64());
+            println!(
+                "  {:>6.1}s: {ready} of {n} Ready",
+                started.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {ready} of {n} Ready after 300 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {ready} of {n} Ready after 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let operator_hwm = vm_hwm_kib("self");
     let infra_hwm = vm_hwm_kib(&child_pid);
-    println!("operator bench: {n} GPURequests create -> Ready in {:.2}s (target < 30 s)", ready_at.as_secs_f64());
-    println!("operator bench: operator peak RSS (VmHWM) {:.1} MiB (target < 150 MiB)", operator_hwm as f64 / 1024.0);
-    println!("operator bench: API server + simulated cloud process peak RSS {:.1} MiB (not the operator)", infra_hwm as f64 / 1024.0);
+    println!(
+        "operator bench: {n} GPURequests create -> Ready in {:.2}s (target < 30 s)",
+        ready_at.as_secs_f64()
+    );
+    println!(
+        "operator bench: operator peak RSS (VmHWM) {:.1} MiB (target < 150 MiB)",
+        operator_hwm as f64 / 1024.0
+    );
+    println!(
+        "operator bench: API server + simulated cloud process peak RSS {:.1} MiB (not the operator)",
+        infra_hwm as f64 / 1024.0
+    );
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     drop(child.stdin.take());

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use tgp::embedded::{mock_grants, MOCK_PLUGIN};
+use tgp::embedded::{MOCK_PLUGIN, mock_grants};
 use tgp::plugins::{GpuSpec, HostConfig, PluginHost};
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
 
@@ -20,7 +20,11 @@ fn median(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 /// The native equivalent of the plugin's quote: one GET, parse, convert prices, filter, sort.
-async fn native_quote(client: &reqwest::Client, base: &str, key: &str) -> Result<usize, Box<dyn std::error::Error>> {
+async fn native_quote(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> Result<usize, Box<dyn std::error::Error>> {
     let resp = client
         .get(format!("{base}/v1/offers"))
         .query(&[("gpu_type", "H100-SXM"), ("count", "1"), ("spot", "false")])
@@ -42,23 +46,43 @@ async fn native_quote(client: &reqwest::Client, base: &str, key: &str) -> Result
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = if std::env::var("TGP_BENCH_CURRENT_THREAD").is_ok() { tokio::runtime::Builder::new_current_thread().enable_all().build()? } else { tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()? };
+    let rt = if std::env::var("TGP_BENCH_CURRENT_THREAD").is_ok() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async {
         let config = MockCloudConfig::default();
         let key = config.api_key.clone();
         let cloud = MockCloud::start(config).await?;
         let base = cloud.base_url();
         let host = PluginHost::new(HostConfig::default())?;
-        let plugin = host.load(MOCK_PLUGIN.to_vec(), mock_grants("mock", &base, &key)).await?;
+        let plugin = host
+            .load(MOCK_PLUGIN.to_vec(), mock_grants("mock", &base, &key))
+            .await?;
         let client = reqwest::Client::builder().no_proxy().build()?;
-        let spec = GpuSpec { gpu_type: "H100-SXM".into(), count: 1, regions: vec![], spot: false, max_price_per_hour: None };
+        let spec = GpuSpec {
+            gpu_type: "H100-SXM".into(),
+            count: 1,
+            regions: vec![],
+            spot: false,
+            max_price_per_hour: None,
+        };
 
         // Warm both paths (connection pools, instance pool, caches).
         for _ in 0..50 {
             native_quote(&client, &base, &key).await?;
             plugin.quote(&spec).await?;
         }
-        let rounds: usize = std::env::var("TGP_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS);
+        let rounds: usize = std::env::var("TGP_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ROUNDS);
         let only_plugin = std::env::var("TGP_BENCH_ONLY_PLUGIN").is_ok();
         let (mut native, mut sandboxed) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -80,9 +104,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (nm, np) = median(native);
         let (pm, pp) = median(sandboxed);
         println!("quote to the mock cloud on loopback, {rounds} interleaved rounds");
-        println!("{:<40} median {:>10.2?}  p90 {:>10.2?}", "native (reqwest + serde_json)", nm, np);
-        println!("{:<40} median {:>10.2?}  p90 {:>10.2?}", "plugin (host + sandbox + guest)", pm, pp);
-        println!("plugin / native (median): {:.2}x  (target <= 1.25x)", pm.as_secs_f64() / nm.as_secs_f64());
+        println!(
+            "{:<40} median {:>10.2?}  p90 {:>10.2?}",
+            "native (reqwest + serde_json)", nm, np
+        );
+        println!(
+            "{:<40} median {:>10.2?}  p90 {:>10.2?}",
+            "plugin (host + sandbox + guest)", pm, pp
+        );
+        println!(
+            "plugin / native (median): {:.2}x  (target <= 1.25x)",
+            pm.as_secs_f64() / nm.as_secs_f64()
+        );
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }

@@ -34,7 +34,11 @@ pub fn canonical(name: &str) -> Option<&'static str> {
 
 /// The known names, comma-separated, for error messages.
 pub fn known_names() -> String {
-    GPU_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    GPU_TYPES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -43,7 +43,11 @@ pub struct CloudSpec {
 
 impl CloudSpec {
     pub fn new(name: &str, config: MockCloudConfig) -> Self {
-        CloudSpec { name: name.to_string(), config, priority: 0 }
+        CloudSpec {
+            name: name.to_string(),
+            config,
+            priority: 0,
+        }
     }
 }
 
@@ -82,13 +86,25 @@ impl DevEnv {
         };
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let plugin_dir = std::env::temp_dir().join(format!("tgp-devenv-{}-{seq}", std::process::id()));
+        let plugin_dir =
+            std::env::temp_dir().join(format!("tgp-devenv-{}-{seq}", std::process::id()));
         std::fs::create_dir_all(&plugin_dir)?;
         let plugin_path = plugin_dir.join("tgp_provider_mock.wasm");
         std::fs::write(&plugin_path, MOCK_PLUGIN)?;
         let cache_dir = plugin_dir.join("cache");
-        let host = Arc::new(PluginHost::new(HostConfig { cache_dir: Some(cache_dir), ..HostConfig::default() })?);
-        let mut env = DevEnv { api, client, clouds: Vec::new(), host, settings, plugin_path, operators: Vec::new() };
+        let host = Arc::new(PluginHost::new(HostConfig {
+            cache_dir: Some(cache_dir),
+            ..HostConfig::default()
+        })?);
+        let mut env = DevEnv {
+            api,
+            client,
+            clouds: Vec::new(),
+            host,
+            settings,
+            plugin_path,
+            operators: Vec::new(),
+        };
         for spec in clouds {
             env.add_cloud(spec).await?;
         }
@@ -106,31 +122,51 @@ impl DevEnv {
             "stringData": {"api-key": api_key}
         }))?;
         let apply = PatchParams::apply("tgp-e2e").force();
-        secrets.patch(&format!("{}-credentials", spec.name), &apply, &Patch::Apply(&secret)).await?;
+        secrets
+            .patch(
+                &format!("{}-credentials", spec.name),
+                &apply,
+                &Patch::Apply(&secret),
+            )
+            .await?;
         let mut provider = GPUProvider::new(
             &spec.name,
             GPUProviderSpec {
-                module: ModuleSource { path: Some(self.plugin_path.display().to_string()), digest: None },
+                module: ModuleSource {
+                    path: Some(self.plugin_path.display().to_string()),
+                    digest: None,
+                },
                 credentials: Some(Credentials {
                     secret_name: format!("{}-credentials", spec.name),
                     keys: [("api_key".to_string(), "api-key".to_string())].into(),
                 }),
                 allowed_hosts: vec![cloud.base_url()],
-                config: [("base_url".to_string(), cloud.base_url()), ("name".to_string(), spec.name.clone())].into(),
+                config: [
+                    ("base_url".to_string(), cloud.base_url()),
+                    ("name".to_string(), spec.name.clone()),
+                ]
+                .into(),
                 limits: ProviderLimits::default(),
                 priority: spec.priority,
                 enabled: true,
             },
         );
         provider.metadata.labels = Some([(E2E_LABEL.to_string(), "true".to_string())].into());
-        Api::<GPUProvider>::all(self.client.clone()).patch(&spec.name, &apply, &Patch::Apply(&provider)).await?;
+        Api::<GPUProvider>::all(self.client.clone())
+            .patch(&spec.name, &apply, &Patch::Apply(&provider))
+            .await?;
         self.clouds.push((spec.name, cloud));
         Ok(())
     }
 
     /// The simulated cloud named `name`.
     pub fn cloud(&self, name: &str) -> &MockCloud {
-        &self.clouds.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no cloud {name}")).1
+        &self
+            .clouds
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no cloud {name}"))
+            .1
     }
 
     /// Starts an operator replica with this identity (leader election decides if it acts).
@@ -157,7 +193,11 @@ impl DevEnv {
                 tracing::error!("operator stopped: {e:#}");
             }
         });
-        self.operators.push(Replica { identity: identity.to_string(), stop: Some(stop), task });
+        self.operators.push(Replica {
+            identity: identity.to_string(),
+            stop: Some(stop),
+            task,
+        });
         Ok(())
     }
 
@@ -168,7 +208,9 @@ impl DevEnv {
         loop {
             let all = api.list(&Default::default()).await?.items;
             let loaded = all.iter().filter(|p| {
-                p.status.as_ref().is_some_and(|s| crate::crd::conditions::is_true(&s.conditions, "Loaded"))
+                p.status
+                    .as_ref()
+                    .is_some_and(|s| crate::crd::conditions::is_true(&s.conditions, "Loaded"))
             });
             if loaded.count() == all.len() {
                 return Ok(());
@@ -220,12 +262,20 @@ impl DevEnv {
     /// Creates a GPURequest from YAML or JSON text.
     pub async fn create_request(&self, text: &str) -> anyhow::Result<GPURequest> {
         let mut req: GPURequest = serde_yaml::from_str(text)?;
-        req.metadata.labels.get_or_insert_with(Default::default).insert(E2E_LABEL.to_string(), "true".to_string());
+        req.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(E2E_LABEL.to_string(), "true".to_string());
         Ok(self.requests().create(&PostParams::default(), &req).await?)
     }
 
     /// Polls `name` until `done` holds, or fails after `timeout` with the last state seen.
-    pub async fn wait_for(&self, name: &str, timeout: Duration, done: impl Fn(&GPURequest) -> bool) -> anyhow::Result<GPURequest> {
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&GPURequest) -> bool,
+    ) -> anyhow::Result<GPURequest> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;
         loop {
@@ -236,8 +286,13 @@ impl DevEnv {
                 last = Some(r);
             }
             if tokio::time::Instant::now() >= deadline {
-                let status = last.and_then(|r| r.status).map(|s| serde_json::to_string_pretty(&s).unwrap_or_default());
-                anyhow::bail!("timed out after {timeout:?} waiting for {name}; last status: {}", status.unwrap_or_else(|| "none".into()));
+                let status = last
+                    .and_then(|r| r.status)
+                    .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default());
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {name}; last status: {}",
+                    status.unwrap_or_else(|| "none".into())
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -257,18 +312,30 @@ impl DevEnv {
 
     /// Deletes a request (the finalizer keeps it until its instance is gone).
     pub async fn delete_request(&self, name: &str) -> anyhow::Result<()> {
-        self.requests().delete(name, &DeleteParams::default()).await?;
+        self.requests()
+            .delete(name, &DeleteParams::default())
+            .await?;
         Ok(())
     }
 
     /// Live instances across every cloud.
     pub fn live_instances(&self) -> usize {
-        self.clouds.iter().map(|(_, c)| c.live_instances().len()).sum()
+        self.clouds
+            .iter()
+            .map(|(_, c)| c.live_instances().len())
+            .sum()
     }
 
     /// Names of GPURequests that exist.
     pub async fn request_names(&self) -> anyhow::Result<Vec<String>> {
-        Ok(self.requests().list(&Default::default()).await?.items.iter().map(|r| r.name_any()).collect())
+        Ok(self
+            .requests()
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .map(|r| r.name_any())
+            .collect())
     }
 }
 
@@ -289,28 +356,45 @@ async fn real_cluster(kubeconfig: &str) -> anyhow::Result<Client> {
     use k8s_openapi::api::core::v1::Namespace;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let client = Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let client =
+        Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
     let apply = PatchParams::apply("tgp-e2e").force();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [GPURequest::crd(), GPUProvider::crd()] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         crds.patch(&name, &apply, &Patch::Apply(&crd)).await?;
         let established = kube::runtime::wait::conditions::is_crd_established();
-        tokio::time::timeout(Duration::from_secs(30), kube::runtime::wait::await_condition(crds.clone(), &name, established)).await??;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            kube::runtime::wait::await_condition(crds.clone(), &name, established),
+        )
+        .await??;
     }
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))?;
-    Api::<Namespace>::all(client.clone()).patch(NAMESPACE, &apply, &Patch::Apply(&ns)).await?;
+    let ns: Namespace = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .patch(NAMESPACE, &apply, &Patch::Apply(&ns))
+        .await?;
     let labelled = kube::api::ListParams::default().labels(&format!("{E2E_LABEL}=true"));
     let requests: Api<GPURequest> = Api::all(client.clone());
     for r in requests.list(&labelled).await?.items {
         let name = r.name_any();
         // Leftovers of an earlier run: drop the finalizer (their simulated clouds are gone).
-        let _ = requests.patch(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}))).await;
+        let _ = requests
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await;
         let _ = requests.delete(&name, &DeleteParams::default()).await;
     }
     let providers: Api<GPUProvider> = Api::all(client.clone());
     for p in providers.list(&labelled).await?.items {
-        let _ = providers.delete(&p.name_any(), &DeleteParams::default()).await;
+        let _ = providers
+            .delete(&p.name_any(), &DeleteParams::default())
+            .await;
     }
     Ok(client)
 }

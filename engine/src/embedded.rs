@@ -20,7 +20,10 @@ pub fn mock_grants(name: &str, base_url: &str, api_key: &str) -> Grants {
     config.insert("base_url".to_string(), base_url.to_string());
     config.insert("name".to_string(), name.to_string());
     let mut secrets = BTreeMap::new();
-    secrets.insert("api_key".to_string(), SecretValue::from(api_key.to_string()));
+    secrets.insert(
+        "api_key".to_string(),
+        SecretValue::from(api_key.to_string()),
+    );
     Grants {
         provider_name: name.to_string(),
         allowed_hosts: vec![base_url.to_string()],
@@ -40,12 +43,18 @@ pub struct DefaultSetup {
 pub async fn start_default(host: &PluginHost) -> Result<DefaultSetup, DefaultSetupError> {
     let config = MockCloudConfig::default();
     let api_key = config.api_key.clone();
-    let cloud = MockCloud::start(config).await.map_err(DefaultSetupError::Simulator)?;
+    let cloud = MockCloud::start(config)
+        .await
+        .map_err(DefaultSetupError::Simulator)?;
     let grants = mock_grants("mock", &cloud.base_url(), &api_key);
     let plugin = host.load(MOCK_PLUGIN.to_vec(), grants).await?;
     Ok(DefaultSetup {
         cloud,
-        providers: vec![ActiveProvider { name: "mock".into(), priority: 0, plugin }],
+        providers: vec![ActiveProvider {
+            name: "mock".into(),
+            priority: 0,
+            plugin,
+        }],
     })
 }
 

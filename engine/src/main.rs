@@ -32,7 +32,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let host = PluginHost::new(HostConfig { cache_dir: cli.cache_dir.clone(), ..HostConfig::default() })?;
+    let host = PluginHost::new(HostConfig {
+        cache_dir: cli.cache_dir.clone(),
+        ..HostConfig::default()
+    })?;
     match cli.command {
         Command::Quote(args) => tgp::cli::quote::run(args, &host).await,
         Command::Plugin(cmd) => tgp::cli::plugin::run(cmd, &host).await,

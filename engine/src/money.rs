@@ -50,12 +50,16 @@ pub fn parse_usd(text: &str) -> Result<u64, MoneyError> {
     let whole: u64 = if whole.is_empty() {
         0
     } else {
-        whole.parse().map_err(|_| MoneyError::TooLarge(text.to_string()))?
+        whole
+            .parse()
+            .map_err(|_| MoneyError::TooLarge(text.to_string()))?
     };
     let frac_micros: u64 = if frac.is_empty() {
         0
     } else {
-        format!("{frac:0<6}").parse().map_err(|_| MoneyError::NotANumber(text.to_string()))?
+        format!("{frac:0<6}")
+            .parse()
+            .map_err(|_| MoneyError::NotANumber(text.to_string()))?
     };
     whole
         .checked_mul(MICROS_PER_USD)
@@ -101,8 +105,14 @@ mod tests {
         assert!(matches!(parse_usd("1.2.3"), Err(MoneyError::NotANumber(_))));
         assert!(matches!(parse_usd("."), Err(MoneyError::NotANumber(_))));
         assert!(matches!(parse_usd("1e3"), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_usd("0.0000001"), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!(parse_usd("99999999999999999999"), Err(MoneyError::TooLarge(_))));
+        assert!(matches!(
+            parse_usd("0.0000001"),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            parse_usd("99999999999999999999"),
+            Err(MoneyError::TooLarge(_))
+        ));
     }
 
     #[test]

@@ -38,7 +38,10 @@ impl std::fmt::Display for ProviderSkip {
         match self {
             ProviderSkip::Failed { error } => write!(f, "{error}"),
             ProviderSkip::QuoteUnsupported => write!(f, "the plugin does not implement quote"),
-            ProviderSkip::NoSpot => write!(f, "spot was requested and this provider has no spot capacity"),
+            ProviderSkip::NoSpot => write!(
+                f,
+                "spot was requested and this provider has no spot capacity"
+            ),
         }
     }
 }
@@ -97,7 +100,12 @@ pub fn fits(offer: &Offer, spec: &GpuSpec) -> Result<(), Misfit> {
     if offer.count != spec.count {
         return Err(Misfit::Count);
     }
-    if !spec.regions.is_empty() && !spec.regions.iter().any(|r| r.eq_ignore_ascii_case(&offer.region)) {
+    if !spec.regions.is_empty()
+        && !spec
+            .regions
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&offer.region))
+    {
         return Err(Misfit::Region);
     }
     if offer.spot != spec.spot {
@@ -129,13 +137,19 @@ pub fn rank(offers: &mut [RankedOffer]) {
             .price_per_hour
             .cmp(&b.offer.price_per_hour)
             .then(b.priority.cmp(&a.priority))
-            .then(availability_rank(&a.offer.availability).cmp(&availability_rank(&b.offer.availability)))
+            .then(
+                availability_rank(&a.offer.availability)
+                    .cmp(&availability_rank(&b.offer.availability)),
+            )
             .then(a.provider.cmp(&b.provider))
             .then(a.offer.offer_id.cmp(&b.offer.offer_id))
     });
 }
 
-async fn quote_one(provider: &ActiveProvider, spec: &GpuSpec) -> (ProviderAnswer, Vec<RankedOffer>) {
+async fn quote_one(
+    provider: &ActiveProvider,
+    spec: &GpuSpec,
+) -> (ProviderAnswer, Vec<RankedOffer>) {
     let started = Instant::now();
     let info = provider.plugin.info();
     let answer = |offered, fitting, skipped| ProviderAnswer {
@@ -146,7 +160,10 @@ async fn quote_one(provider: &ActiveProvider, spec: &GpuSpec) -> (ProviderAnswer
         elapsed: started.elapsed(),
     };
     if !info.supported_operations.contains(&Operation::Quote) {
-        return (answer(0, 0, Some(ProviderSkip::QuoteUnsupported)), Vec::new());
+        return (
+            answer(0, 0, Some(ProviderSkip::QuoteUnsupported)),
+            Vec::new(),
+        );
     }
     if spec.spot && !info.capabilities.spot {
         return (answer(0, 0, Some(ProviderSkip::NoSpot)), Vec::new());
@@ -157,11 +174,18 @@ async fn quote_one(provider: &ActiveProvider, spec: &GpuSpec) -> (ProviderAnswer
             let fitting: Vec<RankedOffer> = offers
                 .into_iter()
                 .filter(|o| fits(o, spec).is_ok())
-                .map(|offer| RankedOffer { provider: provider.name.clone(), priority: provider.priority, offer })
+                .map(|offer| RankedOffer {
+                    provider: provider.name.clone(),
+                    priority: provider.priority,
+                    offer,
+                })
                 .collect();
             (answer(offered, fitting.len(), None), fitting)
         }
-        Err(error) => (answer(0, 0, Some(ProviderSkip::Failed { error })), Vec::new()),
+        Err(error) => (
+            answer(0, 0, Some(ProviderSkip::Failed { error })),
+            Vec::new(),
+        ),
     }
 }
 
@@ -175,7 +199,10 @@ pub async fn quote_all(providers: &[ActiveProvider], spec: &GpuSpec) -> QuoteRep
         offers.append(&mut fitting);
     }
     rank(&mut offers);
-    QuoteReport { offers, providers: report }
+    QuoteReport {
+        offers,
+        providers: report,
+    }
 }
 
 #[cfg(test)]
@@ -195,12 +222,22 @@ mod tests {
     }
 
     fn spec() -> GpuSpec {
-        GpuSpec { gpu_type: "H100-SXM".into(), count: 1, regions: vec![], spot: false, max_price_per_hour: None }
+        GpuSpec {
+            gpu_type: "H100-SXM".into(),
+            count: 1,
+            regions: vec![],
+            spot: false,
+            max_price_per_hour: None,
+        }
     }
 
     #[test]
     fn engine_rechecks_every_field() {
-        let s = GpuSpec { regions: vec!["eu-west-1".into()], max_price_per_hour: Some(2_000_000), ..spec() };
+        let s = GpuSpec {
+            regions: vec!["eu-west-1".into()],
+            max_price_per_hour: Some(2_000_000),
+            ..spec()
+        };
         let mut o = offer("a", 1_000_000, Availability::Available);
         assert_eq!(fits(&o, &s), Err(Misfit::Region));
         o.region = "EU-WEST-1".into();
@@ -223,7 +260,11 @@ mod tests {
 
     #[test]
     fn ranks_by_price_then_priority_then_availability() {
-        let ranked = |p: &str, prio, o| RankedOffer { provider: p.into(), priority: prio, offer: o };
+        let ranked = |p: &str, prio, o| RankedOffer {
+            provider: p.into(),
+            priority: prio,
+            offer: o,
+        };
         let mut offers = vec![
             ranked("b", 0, offer("x", 3_000_000, Availability::Available)),
             ranked("a", 0, offer("y", 2_000_000, Availability::Limited)),

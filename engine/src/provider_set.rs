@@ -92,17 +92,38 @@ impl LimitsSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderSetError {
     #[error("cannot read providers file {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("providers file {path} is not valid: {error}")]
-    Parse { path: PathBuf, error: serde_yaml::Error },
+    Parse {
+        path: PathBuf,
+        error: serde_yaml::Error,
+    },
     #[error("provider {provider}: {field}: {reason}")]
-    Invalid { provider: String, field: String, reason: String },
+    Invalid {
+        provider: String,
+        field: String,
+        reason: String,
+    },
     #[error("provider {provider}: cannot read module {path}: {error}")]
-    Module { provider: String, path: PathBuf, error: std::io::Error },
+    Module {
+        provider: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("provider {provider}: secret {secret}: environment variable {var} is not set")]
-    MissingEnv { provider: String, secret: String, var: String },
+    MissingEnv {
+        provider: String,
+        secret: String,
+        var: String,
+    },
     #[error("provider {provider}: {error}")]
-    Load { provider: String, error: crate::plugins::LoadError },
+    Load {
+        provider: String,
+        error: crate::plugins::LoadError,
+    },
 }
 
 /// A provider ready to call.
@@ -116,10 +137,15 @@ pub struct ActiveProvider {
 impl ProviderSetFile {
     /// Reads and checks a providers file; module paths become relative to the file's folder.
     pub fn read(path: &Path) -> Result<Self, ProviderSetError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ProviderSetError::Read { path: path.to_path_buf(), error })?;
-        let mut file: ProviderSetFile = serde_yaml::from_str(&text)
-            .map_err(|error| ProviderSetError::Parse { path: path.to_path_buf(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ProviderSetError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let mut file: ProviderSetFile =
+            serde_yaml::from_str(&text).map_err(|error| ProviderSetError::Parse {
+                path: path.to_path_buf(),
+                error,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for entry in &mut file.providers {
             if entry.module.is_relative() {
@@ -152,7 +178,10 @@ impl ProviderSetFile {
                 return Err(invalid("limits.concurrency", "must be at least 1".into()));
             }
             if entry.limits.timeout_seconds == Some(0) {
-                return Err(invalid("limits.timeoutSeconds", "must be at least 1".into()));
+                return Err(invalid(
+                    "limits.timeoutSeconds",
+                    "must be at least 1".into(),
+                ));
             }
         }
         Ok(())
@@ -166,11 +195,13 @@ impl ProviderEntry {
         for (name, source) in &self.secrets {
             let value = match (&source.env, &source.value) {
                 (None, Some(v)) => v.clone(),
-                (Some(var), None) => std::env::var(var).map_err(|_| ProviderSetError::MissingEnv {
-                    provider: self.name.clone(),
-                    secret: name.clone(),
-                    var: var.clone(),
-                })?,
+                (Some(var), None) => {
+                    std::env::var(var).map_err(|_| ProviderSetError::MissingEnv {
+                        provider: self.name.clone(),
+                        secret: name.clone(),
+                        var: var.clone(),
+                    })?
+                }
                 _ => {
                     return Err(ProviderSetError::Invalid {
                         provider: self.name.clone(),
@@ -201,8 +232,15 @@ impl ProviderEntry {
         let plugin = host
             .load(bytes, grants)
             .await
-            .map_err(|error| ProviderSetError::Load { provider: self.name.clone(), error })?;
-        Ok(ActiveProvider { name: self.name.clone(), priority: self.priority, plugin })
+            .map_err(|error| ProviderSetError::Load {
+                provider: self.name.clone(),
+                error,
+            })?;
+        Ok(ActiveProvider {
+            name: self.name.clone(),
+            priority: self.priority,
+            plugin,
+        })
     }
 }
 
@@ -235,8 +273,14 @@ mod tests {
         )
         .expect("documented shape parses");
         file.validate().expect("valid");
-        assert_eq!(file.providers[0].secrets["api_key"].env.as_deref(), Some("A_KEY"));
-        assert_eq!(file.providers[0].limits.to_limits().call_timeout, Duration::from_secs(5));
+        assert_eq!(
+            file.providers[0].secrets["api_key"].env.as_deref(),
+            Some("A_KEY")
+        );
+        assert_eq!(
+            file.providers[0].limits.to_limits().call_timeout,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -249,8 +293,10 @@ mod tests {
 
     #[test]
     fn duplicate_names_are_refused() {
-        let file: ProviderSetFile =
-            serde_yaml::from_str("providers:\n  - {name: a, module: a.wasm}\n  - {name: a, module: b.wasm}\n").expect("parses");
+        let file: ProviderSetFile = serde_yaml::from_str(
+            "providers:\n  - {name: a, module: a.wasm}\n  - {name: a, module: b.wasm}\n",
+        )
+        .expect("parses");
         assert!(file.validate().is_err());
     }
 }

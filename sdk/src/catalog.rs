@@ -340,12 +340,24 @@ mod tests {
         );
         assert!(lambda_types("RTX4090", 1).is_empty());
         assert!(lambda_types("H100-SXM", 0).is_empty());
-        assert_eq!(from_lambda_type("gpu_8x_a100_80gb_sxm4"), Some(("A100-80GB", 8)));
+        assert_eq!(
+            from_lambda_type("gpu_8x_a100_80gb_sxm4"),
+            Some(("A100-80GB", 8))
+        );
         assert_eq!(from_lambda_type("gpu_1x_a100_sxm4"), Some(("A100-40GB", 1)));
         assert_eq!(from_lambda_type("gpu_2x_h100_sxm5"), Some(("H100-SXM", 2)));
         assert_eq!(from_lambda_type("gpu_1x_a10"), Some(("A10", 1)));
         assert_eq!(from_lambda_type("gpu_8x_v100"), Some(("V100", 8)));
-        for bad in ["gpu_1x_gh200", "gpu_1x_rtx6000", "gpu_0x_a10", "gpu_x_a10", "cpu_4x_a10", "gpu_1xa10", "gpu_-1x_a10", ""] {
+        for bad in [
+            "gpu_1x_gh200",
+            "gpu_1x_rtx6000",
+            "gpu_0x_a10",
+            "gpu_x_a10",
+            "cpu_4x_a10",
+            "gpu_1xa10",
+            "gpu_-1x_a10",
+            "",
+        ] {
             assert_eq!(from_lambda_type(bad), None, "{bad}");
         }
         for g in GPUS {
@@ -365,10 +377,20 @@ mod tests {
         assert!(vast_names("nope").is_empty());
         assert_eq!(from_vast_name("RTX 4090"), Some("RTX4090"));
         assert_eq!(from_vast_name("H200 SXM"), Some("H200"));
-        assert_eq!(from_vast_name("A100 PCIE"), None, "ambiguous without memory");
+        assert_eq!(
+            from_vast_name("A100 PCIE"),
+            None,
+            "ambiguous without memory"
+        );
         assert_eq!(from_vast_name("RTX 5090"), None);
-        assert_eq!(from_vast_offer("A100 PCIE", Some(81920.0)), Some("A100-80GB"));
-        assert_eq!(from_vast_offer("A100 SXM4", Some(40960.0)), Some("A100-40GB"));
+        assert_eq!(
+            from_vast_offer("A100 PCIE", Some(81920.0)),
+            Some("A100-80GB")
+        );
+        assert_eq!(
+            from_vast_offer("A100 SXM4", Some(40960.0)),
+            Some("A100-40GB")
+        );
         assert_eq!(from_vast_offer("A100 PCIE", None), None);
         assert_eq!(from_vast_offer("A100 PCIE", Some(f64::NAN)), None);
         assert_eq!(from_vast_offer("H100 SXM", None), Some("H100-SXM"));

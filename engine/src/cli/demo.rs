@@ -26,7 +26,8 @@ pub struct DemoArgs {
 }
 
 fn clouds() -> Vec<CloudSpec> {
-    let offer = |gpu: &str, region: &str, price: u64| OfferSpec::new(gpu, 1, region, price, false, 5);
+    let offer =
+        |gpu: &str, region: &str, price: u64| OfferSpec::new(gpu, 1, region, price, false, 5);
     let fast = |offers| MockCloudConfig {
         offers,
         boot_delay: Duration::from_millis(300),
@@ -35,8 +36,20 @@ fn clouds() -> Vec<CloudSpec> {
         ..MockCloudConfig::default()
     };
     vec![
-        CloudSpec::new("east-cloud", fast(vec![offer("H100-SXM", "us-east-1", 2_890_000), offer("A100-80GB", "us-east-1", 1_640_000)])),
-        CloudSpec::new("west-cloud", fast(vec![offer("H100-SXM", "us-west-2", 2_490_000), offer("L40S", "us-west-2", 990_000)])),
+        CloudSpec::new(
+            "east-cloud",
+            fast(vec![
+                offer("H100-SXM", "us-east-1", 2_890_000),
+                offer("A100-80GB", "us-east-1", 1_640_000),
+            ]),
+        ),
+        CloudSpec::new(
+            "west-cloud",
+            fast(vec![
+                offer("H100-SXM", "us-west-2", 2_490_000),
+                offer("L40S", "us-west-2", 990_000),
+            ]),
+        ),
     ]
 }
 
@@ -48,17 +61,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     };
     let started = Instant::now();
     let stamp = move || format!("[{:>6.2}s]", started.elapsed().as_secs_f64());
-    println!("{} starting the development API server, two simulated clouds and the operator", stamp());
+    println!(
+        "{} starting the development API server, two simulated clouds and the operator",
+        stamp()
+    );
     let mut env = DevEnv::start(clouds(), devenv::fast_settings()).await?;
     for (name, cloud) in &env.clouds {
         println!("{}   cloud {name} at {}", stamp(), cloud.base_url());
     }
     env.start_operator("demo-operator").await?;
-    env.wait_providers_loaded(Duration::from_secs(args.timeout)).await?;
-    println!("{} providers loaded: east-cloud, west-cloud (the mock plugin, sandboxed)", stamp());
+    env.wait_providers_loaded(Duration::from_secs(args.timeout))
+        .await?;
+    println!(
+        "{} providers loaded: east-cloud, west-cloud (the mock plugin, sandboxed)",
+        stamp()
+    );
     let request = env.create_request(&text).await?;
     let name = kube::ResourceExt::name_any(&request);
-    println!("{} applied GPURequest {name} ({} x{})", stamp(), request.spec.gpu_type, request.spec.gpu_count);
+    println!(
+        "{} applied GPURequest {name} ({} x{})",
+        stamp(),
+        request.spec.gpu_type,
+        request.spec.gpu_count
+    );
 
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut last_phase = None;
@@ -67,13 +92,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         if let Some(st) = current.as_ref().and_then(|r| r.status.clone()) {
             if last_phase != Some(st.phase) {
                 let detail = match st.phase {
-                    Phase::Launching => format!("provider {} offer {} at {}/h", st.provider.clone().unwrap_or_default(), st.offer.clone().unwrap_or_default(), st.hourly_price.clone().unwrap_or_default()),
-                    Phase::Verifying => format!("instance {} launched; waiting for the provider to report it running", st.instance_id.clone().unwrap_or_default()),
-                    Phase::Ready => format!("instance {} verified running on {} ({})", st.instance_id.clone().unwrap_or_default(), st.provider.clone().unwrap_or_default(), st.public_ip.clone().unwrap_or_default()),
-                    Phase::Failed => st.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default(),
+                    Phase::Launching => format!(
+                        "provider {} offer {} at {}/h",
+                        st.provider.clone().unwrap_or_default(),
+                        st.offer.clone().unwrap_or_default(),
+                        st.hourly_price.clone().unwrap_or_default()
+                    ),
+                    Phase::Verifying => format!(
+                        "instance {} launched; waiting for the provider to report it running",
+                        st.instance_id.clone().unwrap_or_default()
+                    ),
+                    Phase::Ready => format!(
+                        "instance {} verified running on {} ({})",
+                        st.instance_id.clone().unwrap_or_default(),
+                        st.provider.clone().unwrap_or_default(),
+                        st.public_ip.clone().unwrap_or_default()
+                    ),
+                    Phase::Failed => st
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "Ready")
+                        .map(|c| c.message.clone())
+                        .unwrap_or_default(),
                     _ => String::new(),
                 };
-                println!("{}   phase {:<12} {detail}", stamp(), format!("{:?}", st.phase));
+                println!(
+                    "{}   phase {:<12} {detail}",
+                    stamp(),
+                    format!("{:?}", st.phase)
+                );
                 last_phase = Some(st.phase);
             }
             if st.phase == Phase::Ready {
@@ -94,20 +141,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         println!("{} attempts recorded in status:", stamp());
         let r = env.requests().get(&name).await?;
         for a in r.status.unwrap_or_default().attempts {
-            println!("{}   {} {} {} {}", stamp(), a.provider, a.outcome, a.reason, a.message);
+            println!(
+                "{}   {} {} {} {}",
+                stamp(),
+                a.provider,
+                a.outcome,
+                a.reason,
+                a.message
+            );
         }
-        println!("{} live instances in the simulated clouds: {}", stamp(), env.live_instances());
+        println!(
+            "{} live instances in the simulated clouds: {}",
+            stamp(),
+            env.live_instances()
+        );
     }
     env.delete_request(&name).await?;
-    println!("{} deleted GPURequest {name}; the finalizer holds it until the instance is terminated", stamp());
-    env.wait_gone(&name, Duration::from_secs(args.timeout)).await?;
+    println!(
+        "{} deleted GPURequest {name}; the finalizer holds it until the instance is terminated",
+        stamp()
+    );
+    env.wait_gone(&name, Duration::from_secs(args.timeout))
+        .await?;
     // Terminated instances pass through `stopping`; wait for the clouds to finish.
     let deadline = Instant::now() + Duration::from_secs(10);
     while env.live_instances() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = env.live_instances();
-    println!("{} request gone; live instances left in the simulated clouds: {left}", stamp());
+    println!(
+        "{} request gone; live instances left in the simulated clouds: {left}",
+        stamp()
+    );
     env.shutdown().await;
     Ok(if ready && left == 0 { 0 } else { 1 })
 }

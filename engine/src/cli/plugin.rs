@@ -96,25 +96,39 @@ pub enum PluginArgsError {
     #[error("--input is not valid for {op:?}: {reason}")]
     BadInput { op: Op, reason: String },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-fn pairs(flag: &'static str, items: &[String]) -> Result<BTreeMap<String, String>, PluginArgsError> {
+fn pairs(
+    flag: &'static str,
+    items: &[String],
+) -> Result<BTreeMap<String, String>, PluginArgsError> {
     items
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(PluginArgsError::NotAPair { flag, given: item.clone() }),
+            _ => Err(PluginArgsError::NotAPair {
+                flag,
+                given: item.clone(),
+            }),
         })
         .collect()
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, PluginArgsError> {
-    std::fs::read(path).map_err(|source| PluginArgsError::Read { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| PluginArgsError::Read {
+        path: path.clone(),
+        source,
+    })
 }
 
 fn name_from_path(path: &std::path::Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
 }
 
 #[derive(Serialize)]
@@ -146,18 +160,38 @@ fn inspection<'a>(path: &PathBuf, plugin: &'a Plugin) -> Inspection<'a> {
 }
 
 fn render_inspection(i: &Inspection<'_>) -> String {
-    let ops: Vec<String> = i.info.supported_operations.iter().map(|o| o.name().to_string()).collect();
-    let deliveries: Vec<String> = i.info.capabilities.bootstrap.iter().map(|d| d.name().to_string()).collect();
+    let ops: Vec<String> = i
+        .info
+        .supported_operations
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    let deliveries: Vec<String> = i
+        .info
+        .capabilities
+        .bootstrap
+        .iter()
+        .map(|d| d.name().to_string())
+        .collect();
     let limits: Vec<String> = i
         .info
         .rate_limits
         .iter()
         .map(|r| {
-            let op = r.operation.map(|o| o.name().to_string()).unwrap_or_else(|| "all calls".into());
+            let op = r
+                .operation
+                .map(|o| o.name().to_string())
+                .unwrap_or_else(|| "all calls".into());
             format!("{op}: {} per {} s", r.requests, r.per_seconds)
         })
         .collect();
-    let or_none = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let or_none = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     format!(
         "file:             {}\nname:             {}\nversion:          {}\ncontract:         tgp:provider@{}\ndigest:           sha256:{}\nsize:             {} bytes\ncompile time:     {:.1} ms{}\noperations:       {}\nspot:             {}\nbalance:          {}\nbootstrap:        {}\nrate limits:      {}\n",
         i.file,
@@ -194,9 +228,15 @@ async fn inspect(args: InspectArgs, host: &PluginHost) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn parse_input<T: serde::de::DeserializeOwned>(op: Op, input: &Option<String>) -> Result<T, PluginArgsError> {
+fn parse_input<T: serde::de::DeserializeOwned>(
+    op: Op,
+    input: &Option<String>,
+) -> Result<T, PluginArgsError> {
     let text = input.as_deref().ok_or(PluginArgsError::MissingInput(op))?;
-    serde_json::from_str(text).map_err(|e| PluginArgsError::BadInput { op, reason: e.to_string() })
+    serde_json::from_str(text).map_err(|e| PluginArgsError::BadInput {
+        op,
+        reason: e.to_string(),
+    })
 }
 
 fn parse_id(op: Op, input: &Option<String>) -> Result<String, PluginArgsError> {
@@ -208,7 +248,11 @@ fn parse_id(op: Op, input: &Option<String>) -> Result<String, PluginArgsError> {
 }
 
 /// Calls `op` and returns `Ok(json)` or `Err(json of the typed error)`.
-pub async fn call_op(plugin: &Plugin, op: Op, input: &Option<String>) -> Result<Result<Value, Value>, PluginArgsError> {
+pub async fn call_op(
+    plugin: &Plugin,
+    op: Op,
+    input: &Option<String>,
+) -> Result<Result<Value, Value>, PluginArgsError> {
     fn done<T: Serialize, E: Serialize>(r: Result<T, E>) -> Result<Value, Value> {
         match r {
             Ok(v) => Ok(serde_json::to_value(v).unwrap_or(Value::Null)),
@@ -233,7 +277,10 @@ async fn call(args: CallArgs, host: &PluginHost) -> anyhow::Result<i32> {
         .into_iter()
         .map(|(k, v)| (k, SecretValue::from(v)))
         .collect();
-    let limits = Limits { call_timeout: Duration::from_secs(args.timeout.max(1)), ..Limits::default() };
+    let limits = Limits {
+        call_timeout: Duration::from_secs(args.timeout.max(1)),
+        ..Limits::default()
+    };
     let grants = Grants {
         provider_name: name_from_path(&args.file),
         allowed_hosts: args.allow_hosts.clone(),
@@ -244,25 +291,36 @@ async fn call(args: CallArgs, host: &PluginHost) -> anyhow::Result<i32> {
     let plugin = host.load(bytes, grants).await?;
     match call_op(&plugin, args.operation, &args.input).await? {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": value }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "ok": value }))?
+            );
             Ok(0)
         }
         Err(error) => {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "error": error }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "error": error }))?
+            );
             Ok(1)
         }
     }
 }
 
 async fn test(args: TestArgs, host: &PluginHost) -> anyhow::Result<i32> {
-    use clap::ValueEnum;
     use crate::conformance::{self, Personality, Target};
+    use clap::ValueEnum;
     let bytes = read(&args.file)?;
     let extra = pairs("--config", &args.config)?;
     let target = match Personality::from_str(&args.against, true) {
         Ok(p) => Target::simulator(p).await?,
-        Err(_) if args.against.starts_with("http://") || args.against.starts_with("https://") => Target::url(&args.against, &args.api_key),
-        Err(_) => anyhow::bail!("--against {:?}: expected mock, runpod, lambda, vast or an http(s) URL", args.against),
+        Err(_) if args.against.starts_with("http://") || args.against.starts_with("https://") => {
+            Target::url(&args.against, &args.api_key)
+        }
+        Err(_) => anyhow::bail!(
+            "--against {:?}: expected mock, runpod, lambda, vast or an http(s) URL",
+            args.against
+        ),
     };
     let report = conformance::run(host, bytes, &target, &extra).await?;
     match args.output {

@@ -57,7 +57,12 @@ impl QuoteArgs {
         if self.count == 0 {
             return Err(QuoteArgsError::ZeroCount);
         }
-        let max_price_per_hour = self.max_price.as_deref().map(money::parse_usd).transpose().map_err(QuoteArgsError::Price)?;
+        let max_price_per_hour = self
+            .max_price
+            .as_deref()
+            .map(money::parse_usd)
+            .transpose()
+            .map_err(QuoteArgsError::Price)?;
         Ok(GpuSpec {
             gpu_type: gpu_type.to_string(),
             count: self.count,
@@ -79,7 +84,11 @@ pub fn render_table(report: &QuoteReport) -> String {
                 r.offer.gpu_type.clone(),
                 r.offer.count.to_string(),
                 r.offer.region.clone(),
-                if r.offer.spot { "spot".into() } else { "on-demand".into() },
+                if r.offer.spot {
+                    "spot".into()
+                } else {
+                    "on-demand".into()
+                },
                 Usd(r.offer.price_per_hour).to_string(),
                 r.offer.availability.name().into(),
                 r.offer.offer_id.clone(),
@@ -89,7 +98,19 @@ pub fn render_table(report: &QuoteReport) -> String {
     let mut out = if rows.is_empty() {
         "no offers fit the request\n".to_string()
     } else {
-        table::render(&["PROVIDER", "GPU", "COUNT", "REGION", "KIND", "PRICE/H", "AVAILABILITY", "OFFER"], &rows)
+        table::render(
+            &[
+                "PROVIDER",
+                "GPU",
+                "COUNT",
+                "REGION",
+                "KIND",
+                "PRICE/H",
+                "AVAILABILITY",
+                "OFFER",
+            ],
+            &rows,
+        )
     };
     for (provider, why) in report.failures() {
         out.push_str(&format!("provider {provider}: {why}\n"));

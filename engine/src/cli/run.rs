@@ -45,7 +45,9 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
     let client = kube::Client::try_default().await?;
     let identity = args.identity.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| format!("tgp-{}", std::process::id()))
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| format!("tgp-{}", std::process::id()))
     });
     let settings = Settings {
         cluster_id: args.cluster_id.clone(),
@@ -56,7 +58,12 @@ pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
         gc_grace: Duration::from_secs(args.gc_grace),
         ..Settings::default()
     };
-    let leader = LeaderConfig { lease_name: "tgp-leader".into(), namespace: args.namespace.clone(), identity, lease_seconds: args.lease_seconds.max(2) };
+    let leader = LeaderConfig {
+        lease_name: "tgp-leader".into(),
+        namespace: args.namespace.clone(),
+        identity,
+        lease_seconds: args.lease_seconds.max(2),
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

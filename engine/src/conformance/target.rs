@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tgp_cloudsim::{Faults, LambdaCloud, LambdaConfig, MockCloud, MockCloudConfig, RunpodCloud, RunpodConfig, Switch, VastCloud, VastConfig};
+use tgp_cloudsim::{
+    Faults, LambdaCloud, LambdaConfig, MockCloud, MockCloudConfig, RunpodCloud, RunpodConfig,
+    Switch, VastCloud, VastConfig,
+};
 
 /// A simulator personality the kit can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,12 +70,22 @@ impl Target {
             // The simulator's account has one SSH key named "tgp".
             config.insert("ssh_key_name".to_string(), "tgp".to_string());
         }
-        Ok(Target { sim: Some(sim), base_url, api_key, config })
+        Ok(Target {
+            sim: Some(sim),
+            base_url,
+            api_key,
+            config,
+        })
     }
 
     /// A real or separately run API at `url`, with the key the plugin should use.
     pub fn url(url: &str, api_key: &str) -> Target {
-        Target { sim: None, base_url: url.trim_end_matches('/').to_string(), api_key: api_key.to_string(), config: BTreeMap::new() }
+        Target {
+            sim: None,
+            base_url: url.trim_end_matches('/').to_string(),
+            api_key: api_key.to_string(),
+            config: BTreeMap::new(),
+        }
     }
 
     pub fn base_url(&self) -> &str {

@@ -77,12 +77,44 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_status_change() {
         let mut c = Vec::new();
-        assert!(set(&mut c, "Ready", false, "Pending", "waiting", "t1", Some(1)));
-        assert!(set(&mut c, "Ready", false, "Launching", "launching", "t2", Some(1)));
+        assert!(set(
+            &mut c,
+            "Ready",
+            false,
+            "Pending",
+            "waiting",
+            "t1",
+            Some(1)
+        ));
+        assert!(set(
+            &mut c,
+            "Ready",
+            false,
+            "Launching",
+            "launching",
+            "t2",
+            Some(1)
+        ));
         assert_eq!(c[0].last_transition_time, "t1");
-        assert!(set(&mut c, "Ready", true, "Verified", "running", "t3", Some(1)));
+        assert!(set(
+            &mut c,
+            "Ready",
+            true,
+            "Verified",
+            "running",
+            "t3",
+            Some(1)
+        ));
         assert_eq!(c[0].last_transition_time, "t3");
-        assert!(!set(&mut c, "Ready", true, "Verified", "running", "t4", Some(1)));
+        assert!(!set(
+            &mut c,
+            "Ready",
+            true,
+            "Verified",
+            "running",
+            "t4",
+            Some(1)
+        ));
         assert!(is_true(&c, "Ready"));
         assert!(!is_true(&c, "Healthy"));
     }

@@ -43,7 +43,8 @@ mod tests {
 
     #[test]
     fn schema_rejects_what_admission_can() {
-        let crd = serde_json::to_value(<super::GPURequest as kube::CustomResourceExt>::crd()).expect("json");
+        let crd = serde_json::to_value(<super::GPURequest as kube::CustomResourceExt>::crd())
+            .expect("json");
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         assert_eq!(spec["gpuCount"]["minimum"].as_f64(), Some(1.0));
         assert!(spec["maxHourlyPrice"]["pattern"].is_string());

@@ -6,7 +6,9 @@ use jiff::{Timestamp, Unit};
 
 /// Now, rounded to the second.
 pub fn now() -> Timestamp {
-    Timestamp::now().round(Unit::Second).unwrap_or_else(|_| Timestamp::now())
+    Timestamp::now()
+        .round(Unit::Second)
+        .unwrap_or_else(|_| Timestamp::now())
 }
 
 /// `t` as stored in status.

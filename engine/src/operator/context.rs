@@ -33,8 +33,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(client: Client, host: Arc<PluginHost>, registry: Arc<ProviderRegistry>, settings: Settings, namespace: String, identity: String) -> Self {
-        let reporter = Reporter { controller: "tgp".into(), instance: Some(identity) };
+    pub fn new(
+        client: Client,
+        host: Arc<PluginHost>,
+        registry: Arc<ProviderRegistry>,
+        settings: Settings,
+        namespace: String,
+        identity: String,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "tgp".into(),
+            instance: Some(identity),
+        };
         Ctx {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -51,7 +61,13 @@ impl Ctx {
     /// Publishes an event about `req`; a failure to publish is logged, never fatal.
     pub async fn publish(&self, req: &GPURequest, note: Note) {
         let reference = req.object_ref(&());
-        let event = Event { type_: note.type_, reason: note.reason, note: Some(note.message), action: "Reconcile".into(), secondary: None };
+        let event = Event {
+            type_: note.type_,
+            reason: note.reason,
+            note: Some(note.message),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
             tracing::debug!(request = %req.name_any(), "publishing an event failed: {e}");
         }
@@ -86,19 +102,31 @@ impl Ctx {
     pub fn health_checked(&self, req: &GPURequest) {
         let key = req.uid().unwrap_or_else(|| req.name_any());
         let requested = req.annotations().get(super::gc::VERIFY_ANNOTATION).cloned();
-        self.health_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (std::time::Instant::now(), requested));
+        self.health_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (std::time::Instant::now(), requested));
     }
 
     /// Forgets everything kept in memory about `req` (it is gone or no longer ready).
     pub fn forget(&self, req: &GPURequest) {
         let key = req.uid().unwrap_or_else(|| req.name_any());
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        self.health_checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        self.health_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     }
 
     /// Forgets `req`'s failures after progress.
     pub fn reset_failures(&self, req: &GPURequest) {
         let key = req.uid().unwrap_or_else(|| req.name_any());
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     }
 }

@@ -12,7 +12,10 @@ pub struct DurationError {
 
 /// Parses a sequence of `<integer><unit>` with units `s`, `m`, `h`, `d`.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { text: text.to_string(), reason };
+    let err = |reason| DurationError {
+        text: text.to_string(),
+        reason,
+    };
     let s = text.trim();
     if s.is_empty() {
         return Err(err("it is empty"));

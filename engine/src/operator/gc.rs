@@ -9,11 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
-use crate::crd::gpurequest::Phase;
 use crate::crd::GPURequest;
+use crate::crd::gpurequest::Phase;
 use crate::plugins::{InstanceState, Operation, Tag};
 
 use super::context::Ctx;
@@ -45,12 +45,21 @@ pub struct GcState {
 pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::Error> {
     let api: Api<GPURequest> = Api::all(ctx.client.clone());
     let requests = api.list(&ListParams::default()).await?.items;
-    let by_uid: HashMap<String, &GPURequest> = requests.iter().filter_map(|r| r.uid().map(|u| (u, r))).collect();
-    let owner = Tag { key: naming::CLUSTER_TAG.into(), value: ctx.settings.cluster_id.clone() };
+    let by_uid: HashMap<String, &GPURequest> = requests
+        .iter()
+        .filter_map(|r| r.uid().map(|u| (u, r)))
+        .collect();
+    let owner = Tag {
+        key: naming::CLUSTER_TAG.into(),
+        value: ctx.settings.cluster_id.clone(),
+    };
     let mut report = GcReport::default();
     let mut still_orphaned = HashSet::new();
     for slot in ctx.registry.all() {
-        let listed = match slot.call(Operation::ListOwned, slot.plugin.list_owned(&owner)).await {
+        let listed = match slot
+            .call(Operation::ListOwned, slot.plugin.list_owned(&owner))
+            .await
+        {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(provider = %slot.name, "garbage collection: listing owned instances failed: {e}");
@@ -62,26 +71,42 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
         let live: Vec<_> = listed
             .iter()
             .filter(|i| !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound))
-            .filter(|i| naming::tag_value(&i.tags, naming::CLUSTER_TAG) == Some(ctx.settings.cluster_id.as_str()))
+            .filter(|i| {
+                naming::tag_value(&i.tags, naming::CLUSTER_TAG)
+                    == Some(ctx.settings.cluster_id.as_str())
+            })
             .collect();
         for inst in &live {
-            let request = naming::tag_value(&inst.tags, naming::REQUEST_TAG).and_then(|uid| by_uid.get(uid));
+            let request =
+                naming::tag_value(&inst.tags, naming::REQUEST_TAG).and_then(|uid| by_uid.get(uid));
             let referenced = request.is_some_and(|r| {
                 let st = r.status.clone().unwrap_or_default();
                 st.instance_id.as_deref() == Some(inst.instance_id.as_str())
-                    || st.pending_launch.as_ref().is_some_and(|p| p.instance_name == inst.name && p.provider == slot.name)
+                    || st
+                        .pending_launch
+                        .as_ref()
+                        .is_some_and(|p| p.instance_name == inst.name && p.provider == slot.name)
             });
             if referenced {
                 continue;
             }
             let key = (slot.name.clone(), inst.instance_id.clone());
-            let first = *state.first_seen.entry(key.clone()).or_insert_with(Instant::now);
+            let first = *state
+                .first_seen
+                .entry(key.clone())
+                .or_insert_with(Instant::now);
             still_orphaned.insert(key.clone());
             if first.elapsed() < ctx.settings.gc_grace {
                 report.waiting += 1;
                 continue;
             }
-            match slot.call(Operation::Terminate, slot.plugin.terminate(&inst.instance_id)).await {
+            match slot
+                .call(
+                    Operation::Terminate,
+                    slot.plugin.terminate(&inst.instance_id),
+                )
+                .await
+            {
                 Ok(outcome) => {
                     tracing::warn!(provider = %slot.name, instance = %inst.instance_id, name = %inst.name, ?outcome, "garbage collection: terminated an instance no request owns");
                     ctx.metrics.orphans_terminated.inc();
@@ -89,7 +114,9 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
                     state.first_seen.remove(&key);
                     still_orphaned.remove(&key);
                 }
-                Err(e) => tracing::warn!(provider = %slot.name, instance = %inst.instance_id, "garbage collection: terminate failed: {e}; retrying next round"),
+                Err(e) => {
+                    tracing::warn!(provider = %slot.name, instance = %inst.instance_id, "garbage collection: terminate failed: {e}; retrying next round")
+                }
             }
         }
         // Backward: ready requests on this provider whose instance is not listed.
@@ -100,14 +127,25 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
             if r.metadata.deletion_timestamp.is_some() || !on_this || st.phase != Phase::Ready {
                 continue;
             }
-            let Some(id) = st.instance_id.as_deref() else { continue };
+            let Some(id) = st.instance_id.as_deref() else {
+                continue;
+            };
             if listed_ids.contains(id) {
                 continue;
             }
             let patch = serde_json::json!({"metadata": {"annotations": {VERIFY_ANNOTATION: super::clock::text(super::clock::now())}}});
-            match api.patch(&r.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(
+                    &r.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
                 Ok(_) => report.marked.push(r.name_any()),
-                Err(e) => tracing::warn!(request = %r.name_any(), "garbage collection: marking for verify failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(request = %r.name_any(), "garbage collection: marking for verify failed: {e}")
+                }
             }
         }
     }

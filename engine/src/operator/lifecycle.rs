@@ -13,26 +13,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::ResourceExt;
 
 use crate::crd::conditions;
-use crate::crd::gpurequest::{Attempt, BootstrapMode, GPURequest, GPURequestStatus, OnFailure, PendingLaunch, Phase};
+use crate::crd::gpurequest::{
+    Attempt, BootstrapMode, GPURequest, GPURequestStatus, OnFailure, PendingLaunch, Phase,
+};
 use crate::money::Usd;
 use crate::plugins::{
-    Availability, CallError, Instance, InstanceState, LaunchRequest, Offer, Operation, ProviderError, Tag,
-    TerminateOutcome,
+    Availability, CallError, Instance, InstanceState, LaunchRequest, Offer, Operation,
+    ProviderError, Tag, TerminateOutcome,
 };
 use crate::pricing::{self, RankedOffer};
 
+use super::ReconcileError;
 use super::clock;
 use super::context::Ctx;
 use super::naming;
 use super::registry::{GatedError, ProviderSlot};
 use super::validate::{self, ValidRequest};
-use super::ReconcileError;
 
 /// Condition types, as the issue and the docs name them.
 pub mod cond {
@@ -69,7 +71,13 @@ struct Work<'a> {
 
 impl<'a> Work<'a> {
     fn new(req: &'a GPURequest, ctx: &'a Ctx) -> Self {
-        Work { req, ctx, st: req.status.clone().unwrap_or_default(), notes: Vec::new(), now: clock::now() }
+        Work {
+            req,
+            ctx,
+            st: req.status.clone().unwrap_or_default(),
+            notes: Vec::new(),
+            now: clock::now(),
+        }
     }
 
     fn now_text(&self) -> String {
@@ -83,7 +91,15 @@ impl<'a> Work<'a> {
     fn cond(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
         let now = self.now_text();
         let generation = self.req.metadata.generation;
-        conditions::set(&mut self.st.conditions, type_, ok, reason, message, &now, generation);
+        conditions::set(
+            &mut self.st.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            &now,
+            generation,
+        );
     }
 
     fn note(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
@@ -94,7 +110,11 @@ impl<'a> Work<'a> {
             tracing::info!(request = %self.req.name_any(), reason, "{message}");
         }
         self.notes.push(Note {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_string(),
             message,
         });
@@ -102,12 +122,25 @@ impl<'a> Work<'a> {
 
     fn phase(&mut self, phase: Phase) {
         if self.st.phase != phase {
-            self.note(false, &format!("{phase:?}"), format!("phase {:?} -> {phase:?}", self.st.phase));
+            self.note(
+                false,
+                &format!("{phase:?}"),
+                format!("phase {:?} -> {phase:?}", self.st.phase),
+            );
             self.st.phase = phase;
         }
     }
 
-    fn attempt(&mut self, provider: &str, offer: Option<&str>, price: Option<u64>, outcome: &str, reason: &str, message: impl Into<String>, instance: Option<&str>) {
+    fn attempt(
+        &mut self,
+        provider: &str,
+        offer: Option<&str>,
+        price: Option<u64>,
+        outcome: &str,
+        reason: &str,
+        message: impl Into<String>,
+        instance: Option<&str>,
+    ) {
         let at = self.now_text();
         self.st.attempts.push(Attempt {
             provider: provider.to_string(),
@@ -127,7 +160,11 @@ impl<'a> Work<'a> {
     }
 
     fn done(self, action: Action) -> Step {
-        Step { status: self.st, notes: self.notes, action }
+        Step {
+            status: self.st,
+            notes: self.notes,
+            action,
+        }
     }
 
     fn slot(&self, provider: &str) -> Option<ProviderSlot> {
@@ -135,7 +172,11 @@ impl<'a> Work<'a> {
     }
 
     fn tags(&self) -> Vec<Tag> {
-        naming::ownership_tags(&self.ctx.settings.cluster_id, &self.uid(), &self.req.name_any())
+        naming::ownership_tags(
+            &self.ctx.settings.cluster_id,
+            &self.uid(),
+            &self.req.name_any(),
+        )
     }
 
     /// Forgets the current instance (after it failed or ended).
@@ -154,7 +195,10 @@ impl<'a> Work<'a> {
 
 /// Launch attempts that ended in failure, which count against `max_attempts`.
 fn failed_launches(st: &GPURequestStatus) -> usize {
-    st.attempts.iter().filter(|a| a.outcome == "Failed" && a.instance_id.is_some() || a.outcome == "LaunchFailed").count()
+    st.attempts
+        .iter()
+        .filter(|a| a.outcome == "Failed" && a.instance_id.is_some() || a.outcome == "LaunchFailed")
+        .count()
 }
 
 /// Offers (provider, offer id) and whole providers this request must not use again.
@@ -202,7 +246,9 @@ fn reason_of(e: &GatedError) -> &'static str {
 fn launch_outcome_unknown(e: &GatedError) -> bool {
     match e {
         GatedError::Refused(_) => false,
-        GatedError::Call(CallError::Provider(p)) => matches!(p, ProviderError::Transient(_) | ProviderError::Internal(_)),
+        GatedError::Call(CallError::Provider(p)) => {
+            matches!(p, ProviderError::Transient(_) | ProviderError::Internal(_))
+        }
         GatedError::Call(_) => true,
     }
 }
@@ -228,7 +274,9 @@ pub async fn fresh(ctx: &Ctx, req: &GPURequest) -> Result<Option<GPURequest>, Re
 
 /// Reconciles a live (not deleting) request.
 pub async fn apply(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
-    let Some(req) = fresh(&ctx, &req).await? else { return Ok(Action::await_change()) };
+    let Some(req) = fresh(&ctx, &req).await? else {
+        return Ok(Action::await_change());
+    };
     if req.metadata.deletion_timestamp.is_some() {
         // Deletion started since the cache saw it; the cleanup pass handles it.
         return Ok(Action::requeue(Duration::ZERO));
@@ -256,10 +304,19 @@ pub async fn commit(req: &GPURequest, ctx: &Ctx, mut step: Step) -> Result<Actio
 }
 
 /// Merge-patches the whole status (absent optional fields are sent as null and so cleared).
-pub async fn write_status(ctx: &Ctx, req: &GPURequest, status: &GPURequestStatus) -> Result<(), ReconcileError> {
+pub async fn write_status(
+    ctx: &Ctx,
+    req: &GPURequest,
+    status: &GPURequestStatus,
+) -> Result<(), ReconcileError> {
     let api: Api<GPURequest> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(&req.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(
+        &req.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -271,11 +328,18 @@ async fn apply_step(req: &GPURequest, ctx: &Ctx) -> Result<Step, ReconcileError>
             if w.st.instance_id.is_some() || w.st.pending_launch.is_some() {
                 // The spec was edited into nonsense while an instance exists: keep watching it;
                 // deletion still cleans up. Say so.
-                w.cond(cond::READY, w.st.phase == Phase::Ready, "InvalidSpec", format!("{e}; the existing instance is kept until the request is deleted"));
+                w.cond(
+                    cond::READY,
+                    w.st.phase == Phase::Ready,
+                    "InvalidSpec",
+                    format!("{e}; the existing instance is kept until the request is deleted"),
+                );
                 return Ok(w.done(Action::requeue(ctx.settings.health_interval)));
             }
             let message = format!("{e}. Fix the field; no provider was called.");
-            if conditions::get(&w.st.conditions, cond::READY).is_none_or(|c| c.reason != "InvalidSpec" || c.message != message) {
+            if conditions::get(&w.st.conditions, cond::READY)
+                .is_none_or(|c| c.reason != "InvalidSpec" || c.message != message)
+            {
                 w.note(true, "InvalidSpec", message.clone());
             }
             w.cond(cond::READY, false, "InvalidSpec", message);
@@ -284,7 +348,9 @@ async fn apply_step(req: &GPURequest, ctx: &Ctx) -> Result<Step, ReconcileError>
         }
     };
     if req.spec.bootstrap.mode == BootstrapMode::Talos {
-        let message = "spec.bootstrap.mode: talos is not available in this version of tgp; use mode none".to_string();
+        let message =
+            "spec.bootstrap.mode: talos is not available in this version of tgp; use mode none"
+                .to_string();
         w.cond(cond::READY, false, "BootstrapUnavailable", message.clone());
         if w.st.phase != Phase::Failed {
             w.note(true, "BootstrapUnavailable", message);
@@ -294,7 +360,9 @@ async fn apply_step(req: &GPURequest, ctx: &Ctx) -> Result<Step, ReconcileError>
     }
     let action = match w.st.phase {
         Phase::Pending | Phase::Quoting | Phase::Launching => launch_step(&mut w, &valid).await?,
-        Phase::Verifying | Phase::Bootstrapping | Phase::Joining => verify_step(&mut w, &valid).await?,
+        Phase::Verifying | Phase::Bootstrapping | Phase::Joining => {
+            verify_step(&mut w, &valid).await?
+        }
         Phase::Ready => health_step(&mut w, &valid).await?,
         Phase::Terminating => end_step(&mut w).await?,
         Phase::Terminated | Phase::Failed => Action::await_change(),
@@ -309,7 +377,10 @@ async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         return launch_recorded(w, pending).await;
     }
     if failed_launches(&w.st) >= settings.max_attempts {
-        let message = format!("gave up after {} failed launch attempts; see status.attempts", settings.max_attempts);
+        let message = format!(
+            "gave up after {} failed launch attempts; see status.attempts",
+            settings.max_attempts
+        );
         w.cond(cond::READY, false, "TooManyAttempts", message.clone());
         w.note(true, "TooManyAttempts", message);
         w.st.phase = Phase::Failed;
@@ -322,7 +393,12 @@ async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         let delay = w.ctx.retry_delay(w.req);
         return Ok(Action::requeue(delay));
     };
-    let attempt_no = w.st.attempts.iter().filter(|a| a.outcome == "Launched" || a.outcome == "LaunchFailed").count() + 1;
+    let attempt_no =
+        w.st.attempts
+            .iter()
+            .filter(|a| a.outcome == "Launched" || a.outcome == "LaunchFailed")
+            .count()
+            + 1;
     let instance_name = naming::instance_name(&w.uid(), attempt_no);
     let offer = &choice.offer;
     w.st.provider = Some(choice.provider.clone());
@@ -347,26 +423,60 @@ async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
 }
 
 /// A launch is recorded in status: find it on the provider (adopt) or make the call.
-async fn launch_recorded(w: &mut Work<'_>, pending: PendingLaunch) -> Result<Action, ReconcileError> {
+async fn launch_recorded(
+    w: &mut Work<'_>,
+    pending: PendingLaunch,
+) -> Result<Action, ReconcileError> {
     let Some(slot) = w.slot(&pending.provider) else {
-        w.cond(cond::LAUNCHED, false, "ProviderUnavailable", format!("provider {} is not loaded; waiting for it before launching or adopting", pending.provider));
+        w.cond(
+            cond::LAUNCHED,
+            false,
+            "ProviderUnavailable",
+            format!(
+                "provider {} is not loaded; waiting for it before launching or adopting",
+                pending.provider
+            ),
+        );
         return Ok(Action::requeue(w.ctx.settings.verify_interval));
     };
     // Did an earlier pass already launch it? Ask the provider by our tag.
-    let owner = Tag { key: naming::REQUEST_TAG.into(), value: w.uid() };
-    let listed = slot.call(Operation::ListOwned, slot.plugin.list_owned(&owner)).await;
+    let owner = Tag {
+        key: naming::REQUEST_TAG.into(),
+        value: w.uid(),
+    };
+    let listed = slot
+        .call(Operation::ListOwned, slot.plugin.list_owned(&owner))
+        .await;
     let listed = match listed {
         Ok(list) => list,
         Err(e) => {
             // Never launch when we cannot tell whether the instance already exists.
-            w.cond(cond::LAUNCHED, false, "ListFailed", format!("cannot check {} for an instance launched earlier: {e}; retrying", pending.provider));
+            w.cond(
+                cond::LAUNCHED,
+                false,
+                "ListFailed",
+                format!(
+                    "cannot check {} for an instance launched earlier: {e}; retrying",
+                    pending.provider
+                ),
+            );
             let delay = e.retry_after().unwrap_or_else(|| w.ctx.retry_delay(w.req));
             return Ok(Action::requeue(delay));
         }
     };
-    if let Some(found) = listed.iter().find(|i| i.name == pending.instance_name && !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound)) {
+    if let Some(found) = listed.iter().find(|i| {
+        i.name == pending.instance_name
+            && !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound)
+    }) {
         let found = found.clone();
-        w.note(false, "Adopted", format!("found instance {} ({}) on {} launched before a restart; adopting it", found.instance_id, found.name, pending.provider));
+        w.note(
+            false,
+            "Adopted",
+            format!(
+                "found instance {} ({}) on {} launched before a restart; adopting it",
+                found.instance_id, found.name, pending.provider
+            ),
+        );
         launched(w, &pending, &found, "Adopted");
         return Ok(Action::requeue(Duration::ZERO));
     }
@@ -377,25 +487,58 @@ async fn launch_recorded(w: &mut Work<'_>, pending: PendingLaunch) -> Result<Act
         user_data: None,
         image: None,
     };
-    match slot.call(Operation::Launch, slot.plugin.launch(&request)).await {
+    match slot
+        .call(Operation::Launch, slot.plugin.launch(&request))
+        .await
+    {
         Ok(instance) => {
-            w.note(false, "Launched", format!("launched {} on {} ({} at {}/h); verifying", instance.instance_id, pending.provider, pending.offer_id, Usd(pending.price_micro_usd)));
+            w.note(
+                false,
+                "Launched",
+                format!(
+                    "launched {} on {} ({} at {}/h); verifying",
+                    instance.instance_id,
+                    pending.provider,
+                    pending.offer_id,
+                    Usd(pending.price_micro_usd)
+                ),
+            );
             launched(w, &pending, &instance, "Launched");
             Ok(Action::requeue(Duration::ZERO))
         }
         Err(e) if launch_outcome_unknown(&e) => {
             // The launch may have happened: keep the record, and look for it by tag next time.
-            let message = format!("launch on {} did not answer clearly ({e}); checking for the instance before retrying", pending.provider);
+            let message = format!(
+                "launch on {} did not answer clearly ({e}); checking for the instance before retrying",
+                pending.provider
+            );
             w.cond(cond::LAUNCHED, false, reason_of(&e), message.clone());
             w.note(true, reason_of(&e), message);
             Ok(Action::requeue(w.ctx.retry_delay(w.req)))
         }
         Err(e) => {
             let reason = reason_of(&e);
-            let outcome = if matches!(e, GatedError::Refused(_)) || reason == "RateLimited" { "Deferred" } else { "LaunchFailed" };
+            let outcome = if matches!(e, GatedError::Refused(_)) || reason == "RateLimited" {
+                "Deferred"
+            } else {
+                "LaunchFailed"
+            };
             let message = format!("launch on {} failed: {e}", pending.provider);
-            w.attempt(&pending.provider, Some(&pending.offer_id), Some(pending.price_micro_usd), outcome, reason, message.clone(), None);
-            w.cond(cond::LAUNCHED, false, reason, format!("{message}; trying the next offer"));
+            w.attempt(
+                &pending.provider,
+                Some(&pending.offer_id),
+                Some(pending.price_micro_usd),
+                outcome,
+                reason,
+                message.clone(),
+                None,
+            );
+            w.cond(
+                cond::LAUNCHED,
+                false,
+                reason,
+                format!("{message}; trying the next offer"),
+            );
             w.note(true, reason, format!("{message}; trying the next offer"));
             w.st.pending_launch = None;
             w.st.phase = Phase::Quoting;
@@ -406,19 +549,38 @@ async fn launch_recorded(w: &mut Work<'_>, pending: PendingLaunch) -> Result<Act
 
 /// Records a launched (or adopted) instance and moves to Verifying.
 fn launched(w: &mut Work<'_>, pending: &PendingLaunch, instance: &Instance, how: &str) {
-    w.attempt(&pending.provider, Some(&pending.offer_id), Some(pending.price_micro_usd), "Launched", how, format!("instance {}", instance.instance_id), Some(&instance.instance_id));
+    w.attempt(
+        &pending.provider,
+        Some(&pending.offer_id),
+        Some(pending.price_micro_usd),
+        "Launched",
+        how,
+        format!("instance {}", instance.instance_id),
+        Some(&instance.instance_id),
+    );
     w.st.instance_id = Some(instance.instance_id.clone());
     w.st.instance_name = Some(pending.instance_name.clone());
     w.st.provider = Some(pending.provider.clone());
     w.st.offer = Some(pending.offer_id.clone());
     w.st.region = instance.region.clone().or(Some(pending.region.clone()));
-    w.st.hourly_price = Some(Usd(instance.price_per_hour.unwrap_or(pending.price_micro_usd)).to_string());
+    w.st.hourly_price =
+        Some(Usd(instance.price_per_hour.unwrap_or(pending.price_micro_usd)).to_string());
     w.st.public_ip = instance.public_ip.clone();
     w.st.launched_at = Some(w.now_text());
     w.st.pending_launch = None;
     w.st.not_found_since = None;
-    w.cond(cond::LAUNCHED, true, how, format!("instance {} on {}", instance.instance_id, pending.provider));
-    w.cond(cond::VERIFIED, false, "Verifying", "waiting for the provider to report the instance running");
+    w.cond(
+        cond::LAUNCHED,
+        true,
+        how,
+        format!("instance {} on {}", instance.instance_id, pending.provider),
+    );
+    w.cond(
+        cond::VERIFIED,
+        false,
+        "Verifying",
+        "waiting for the provider to report the instance running",
+    );
     w.phase(Phase::Verifying);
 }
 
@@ -432,31 +594,58 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
             continue;
         }
         if excluded_providers.contains(&slot.name) {
-            skipped.push((slot.name.clone(), "Excluded".into(), "an earlier attempt on this provider failed".into()));
+            skipped.push((
+                slot.name.clone(),
+                "Excluded".into(),
+                "an earlier attempt on this provider failed".into(),
+            ));
             continue;
         }
         if let Some(why) = slot.gate.unhealthy() {
-            skipped.push((slot.name.clone(), "Unhealthy".into(), format!("authentication failed: {why}")));
+            skipped.push((
+                slot.name.clone(),
+                "Unhealthy".into(),
+                format!("authentication failed: {why}"),
+            ));
             continue;
         }
         if let Some(wait) = slot.gate.blocked_for() {
-            skipped.push((slot.name.clone(), "RateLimited".into(), format!("the provider asked for no calls for {}s", wait.as_secs().max(1))));
+            skipped.push((
+                slot.name.clone(),
+                "RateLimited".into(),
+                format!(
+                    "the provider asked for no calls for {}s",
+                    wait.as_secs().max(1)
+                ),
+            ));
             continue;
         }
         let info = slot.plugin.info();
         if valid.gpu.spot && !info.capabilities.spot {
-            skipped.push((slot.name.clone(), "NoSpot".into(), "spot requested; the provider has no spot capacity".into()));
+            skipped.push((
+                slot.name.clone(),
+                "NoSpot".into(),
+                "spot requested; the provider has no spot capacity".into(),
+            ));
             continue;
         }
         eligible.push(slot);
     }
     for name in &valid.providers {
         if w.ctx.registry.get(name).is_none() {
-            skipped.push((name.clone(), "NotLoaded".into(), "no loaded GPUProvider has this name".into()));
+            skipped.push((
+                name.clone(),
+                "NotLoaded".into(),
+                "no loaded GPUProvider has this name".into(),
+            ));
         }
     }
     let quotes = futures::future::join_all(eligible.iter().map(|slot| async move {
-        (slot, slot.call(Operation::Quote, slot.plugin.quote(&valid.gpu)).await)
+        (
+            slot,
+            slot.call(Operation::Quote, slot.plugin.quote(&valid.gpu))
+                .await,
+        )
     }))
     .await;
     let mut offers = Vec::new();
@@ -469,14 +658,26 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
                     .into_iter()
                     .filter(|o| pricing::fits(o, &valid.gpu).is_ok())
                     .filter(|o| !excluded_offers.contains(&(slot.name.clone(), o.offer_id.clone())))
-                    .map(|offer| RankedOffer { provider: slot.name.clone(), priority: slot.priority, offer })
+                    .map(|offer| RankedOffer {
+                        provider: slot.name.clone(),
+                        priority: slot.priority,
+                        offer,
+                    })
                     .collect();
                 if fitting.is_empty() {
-                    skipped.push((slot.name.clone(), "NoFittingOffer".into(), "no offer matches type, count, region, spot and price".into()));
+                    skipped.push((
+                        slot.name.clone(),
+                        "NoFittingOffer".into(),
+                        "no offer matches type, count, region, spot and price".into(),
+                    ));
                 }
                 offers.extend(fitting);
             }
-            Err(e) => skipped.push((slot.name.clone(), reason_of(&e).into(), format!("quote failed: {e}"))),
+            Err(e) => skipped.push((
+                slot.name.clone(),
+                reason_of(&e).into(),
+                format!("quote failed: {e}"),
+            )),
         }
     }
     pricing::rank(&mut offers);
@@ -489,7 +690,9 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
         if checked.iter().any(|(p, _)| p == &candidate.provider) {
             continue;
         }
-        let Some(slot) = w.ctx.registry.get(&candidate.provider) else { continue };
+        let Some(slot) = w.ctx.registry.get(&candidate.provider) else {
+            continue;
+        };
         if !slot.plugin.info().capabilities.balance {
             checked.push((slot.name.clone(), Ok(None)));
             continue;
@@ -503,8 +706,12 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
     }
     let mut chosen = None;
     for candidate in offers {
-        let balance = checked.iter().find(|(p, _)| p == &candidate.provider).map(|(_, r)| r.clone());
-        let needed = (candidate.offer.price_per_hour as u128 * min_hours.as_secs() as u128 / 3600) as u64;
+        let balance = checked
+            .iter()
+            .find(|(p, _)| p == &candidate.provider)
+            .map(|(_, r)| r.clone());
+        let needed =
+            (candidate.offer.price_per_hour as u128 * min_hours.as_secs() as u128 / 3600) as u64;
         match balance {
             Some(Ok(Some(available))) if available < needed => {
                 if !unfunded.contains(&candidate.provider) {
@@ -512,14 +719,22 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
                     skipped.push((
                         candidate.provider.clone(),
                         "InsufficientBalance".into(),
-                        format!("balance {} cannot cover {} for the minimum billable period", Usd(available), Usd(needed)),
+                        format!(
+                            "balance {} cannot cover {} for the minimum billable period",
+                            Usd(available),
+                            Usd(needed)
+                        ),
                     ));
                 }
             }
             Some(Err(e)) => {
                 if !unfunded.contains(&candidate.provider) {
                     unfunded.push(candidate.provider.clone());
-                    skipped.push((candidate.provider.clone(), "BalanceUnknown".into(), format!("balance check failed: {e}")));
+                    skipped.push((
+                        candidate.provider.clone(),
+                        "BalanceUnknown".into(),
+                        format!("balance check failed: {e}"),
+                    ));
                 }
             }
             _ => {
@@ -530,23 +745,72 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
         }
     }
     for (provider, reason, message) in &skipped {
-        let already = w.st.attempts.iter().rev().take(20).any(|a| &a.provider == provider && a.outcome == "Skipped" && &a.reason == reason);
+        let already =
+            w.st.attempts
+                .iter()
+                .rev()
+                .take(20)
+                .any(|a| &a.provider == provider && a.outcome == "Skipped" && &a.reason == reason);
         if !already {
-            w.attempt(provider, None, None, "Skipped", reason, message.clone(), None);
+            w.attempt(
+                provider,
+                None,
+                None,
+                "Skipped",
+                reason,
+                message.clone(),
+                None,
+            );
         }
     }
-    let summary: Vec<String> = skipped.iter().map(|(p, r, _)| format!("{p}: {r}")).collect();
+    let summary: Vec<String> = skipped
+        .iter()
+        .map(|(p, r, _)| format!("{p}: {r}"))
+        .collect();
     match &chosen {
         Some(c) => {
-            w.cond(cond::QUOTED, true, "OfferChosen", format!("{} at {}/h ({} of {} providers answered)", c.provider, Usd(c.offer.price_per_hour), answered, eligible.len()));
-            w.cond(cond::FUNDED, true, "BalanceSufficient", format!("{} can pay for the offer", c.provider));
+            w.cond(
+                cond::QUOTED,
+                true,
+                "OfferChosen",
+                format!(
+                    "{} at {}/h ({} of {} providers answered)",
+                    c.provider,
+                    Usd(c.offer.price_per_hour),
+                    answered,
+                    eligible.len()
+                ),
+            );
+            w.cond(
+                cond::FUNDED,
+                true,
+                "BalanceSufficient",
+                format!("{} can pay for the offer", c.provider),
+            );
         }
         None => {
-            let reason = if !unfunded.is_empty() && skipped.iter().all(|(_, r, _)| r == "InsufficientBalance" || r == "BalanceUnknown") { "InsufficientBalance" } else { "NoOffers" };
-            let message = if summary.is_empty() { "no provider is configured for this request".to_string() } else { format!("no usable offer: {}", summary.join("; ")) };
+            let reason = if !unfunded.is_empty()
+                && skipped
+                    .iter()
+                    .all(|(_, r, _)| r == "InsufficientBalance" || r == "BalanceUnknown")
+            {
+                "InsufficientBalance"
+            } else {
+                "NoOffers"
+            };
+            let message = if summary.is_empty() {
+                "no provider is configured for this request".to_string()
+            } else {
+                format!("no usable offer: {}", summary.join("; "))
+            };
             w.cond(cond::QUOTED, false, reason, message.clone());
             if !unfunded.is_empty() {
-                w.cond(cond::FUNDED, false, "InsufficientBalance", format!("no funded provider: {}", unfunded.join(", ")));
+                w.cond(
+                    cond::FUNDED,
+                    false,
+                    "InsufficientBalance",
+                    format!("no funded provider: {}", unfunded.join(", ")),
+                );
             }
             w.note(true, reason, message);
         }
@@ -563,16 +827,30 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         return Ok(Action::requeue(Duration::ZERO));
     };
     let Some(slot) = w.slot(&provider) else {
-        w.cond(cond::VERIFIED, false, "ProviderUnavailable", format!("provider {provider} is not loaded"));
+        w.cond(
+            cond::VERIFIED,
+            false,
+            "ProviderUnavailable",
+            format!("provider {provider} is not loaded"),
+        );
         return Ok(Action::requeue(settings.verify_interval));
     };
     let result = slot.call(Operation::Verify, slot.plugin.verify(&id)).await;
     let state = match &result {
         Ok(i) => i.state,
-        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => InstanceState::NotFound,
+        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => {
+            InstanceState::NotFound
+        }
         Err(e) => {
-            w.cond(cond::VERIFIED, false, reason_of(e), format!("verify failed: {e}; retrying"));
-            return Ok(Action::requeue(e.retry_after().unwrap_or(settings.verify_interval)));
+            w.cond(
+                cond::VERIFIED,
+                false,
+                reason_of(e),
+                format!("verify failed: {e}; retrying"),
+            );
+            return Ok(Action::requeue(
+                e.retry_after().unwrap_or(settings.verify_interval),
+            ));
         }
     };
     let launched_at = clock::parse(w.st.launched_at.as_deref()).unwrap_or(w.now);
@@ -583,13 +861,25 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
                 w.st.public_ip = Some(ip);
             }
             w.st.not_found_since = None;
-            w.cond(cond::VERIFIED, true, "Running", format!("{provider} reports instance {id} running"));
+            w.cond(
+                cond::VERIFIED,
+                true,
+                "Running",
+                format!("{provider} reports instance {id} running"),
+            );
             // Bootstrap mode none: verified running is ready.
             w.st.ready_at = Some(w.now_text());
             w.st.last_verified_at = Some(w.now_text());
-            w.st.expires_at = valid.max_lifetime.map(|d| clock::text(clock::add(w.now, d)));
+            w.st.expires_at = valid
+                .max_lifetime
+                .map(|d| clock::text(clock::add(w.now, d)));
             w.cond(cond::HEALTHY, true, "Running", "instance verified running");
-            w.cond(cond::READY, true, "InstanceRunning", format!("instance {id} on {provider} is running"));
+            w.cond(
+                cond::READY,
+                true,
+                "InstanceRunning",
+                format!("instance {id} on {provider} is running"),
+            );
             w.phase(Phase::Ready);
             w.ctx.health_checked(w.req);
             Ok(Action::requeue(next_health_check(w, valid)))
@@ -597,9 +887,24 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         InstanceState::Pending | InstanceState::Booting => {
             w.st.not_found_since = None;
             if clock::since(launched_at, w.now) > settings.boot_timeout {
-                return abandon(w, &slot, &id, "BootTimeout", format!("instance {id} was not running {}s after launch", settings.boot_timeout.as_secs())).await;
+                return abandon(
+                    w,
+                    &slot,
+                    &id,
+                    "BootTimeout",
+                    format!(
+                        "instance {id} was not running {}s after launch",
+                        settings.boot_timeout.as_secs()
+                    ),
+                )
+                .await;
             }
-            w.cond(cond::VERIFIED, false, "Booting", format!("{provider} reports instance {id} {:?}", state).to_lowercase());
+            w.cond(
+                cond::VERIFIED,
+                false,
+                "Booting",
+                format!("{provider} reports instance {id} {:?}", state).to_lowercase(),
+            );
             Ok(Action::requeue(settings.verify_interval))
         }
         InstanceState::NotFound => {
@@ -621,29 +926,80 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
                 )
                 .await;
             }
-            w.cond(cond::VERIFIED, false, "NotFoundYet", format!("{provider} does not know instance {id} yet; waiting up to {}s", settings.not_found_grace.as_secs()));
-            Ok(Action::requeue(settings.verify_interval.min(settings.not_found_grace.saturating_sub(missing_for)).max(Duration::from_millis(50))))
+            w.cond(
+                cond::VERIFIED,
+                false,
+                "NotFoundYet",
+                format!(
+                    "{provider} does not know instance {id} yet; waiting up to {}s",
+                    settings.not_found_grace.as_secs()
+                ),
+            );
+            Ok(Action::requeue(
+                settings
+                    .verify_interval
+                    .min(settings.not_found_grace.saturating_sub(missing_for))
+                    .max(Duration::from_millis(50)),
+            ))
         }
         InstanceState::Failed | InstanceState::Terminated | InstanceState::Stopping => {
-            abandon(w, &slot, &id, "InstanceFailed", format!("{provider} reports instance {id} {state:?} before it ever ran")).await
+            abandon(
+                w,
+                &slot,
+                &id,
+                "InstanceFailed",
+                format!("{provider} reports instance {id} {state:?} before it ever ran"),
+            )
+            .await
         }
     }
 }
 
 /// Gives up on an instance that never became usable: terminates it (idempotently), records
 /// why, and goes back to choosing an offer (this provider excluded).
-async fn abandon(w: &mut Work<'_>, slot: &ProviderSlot, id: &str, reason: &str, message: String) -> Result<Action, ReconcileError> {
-    let result = slot.call(Operation::Terminate, slot.plugin.terminate(id)).await;
+async fn abandon(
+    w: &mut Work<'_>,
+    slot: &ProviderSlot,
+    id: &str,
+    reason: &str,
+    message: String,
+) -> Result<Action, ReconcileError> {
+    let result = slot
+        .call(Operation::Terminate, slot.plugin.terminate(id))
+        .await;
     let cleanup = match &result {
         Ok(TerminateOutcome::AlreadyGone) => "the provider says it is already gone".to_string(),
         Ok(o) => format!("terminate answered {o:?}"),
         Err(e) => format!("terminate failed ({e}); garbage collection will retry"),
     };
     let offer = w.st.offer.clone();
-    let price = crate::money::parse_usd(w.st.hourly_price.as_deref().unwrap_or("").trim_start_matches('$')).ok();
-    w.attempt(&slot.name, offer.as_deref(), price, "Failed", reason, format!("{message}; {cleanup}"), Some(id));
-    w.cond(cond::VERIFIED, false, reason, format!("{message}; {cleanup}"));
-    w.note(true, reason, format!("{message}; {cleanup}; trying the next offer"));
+    let price = crate::money::parse_usd(
+        w.st.hourly_price
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('$'),
+    )
+    .ok();
+    w.attempt(
+        &slot.name,
+        offer.as_deref(),
+        price,
+        "Failed",
+        reason,
+        format!("{message}; {cleanup}"),
+        Some(id),
+    );
+    w.cond(
+        cond::VERIFIED,
+        false,
+        reason,
+        format!("{message}; {cleanup}"),
+    );
+    w.note(
+        true,
+        reason,
+        format!("{message}; {cleanup}; trying the next offer"),
+    );
     w.clear_instance();
     w.st.phase = Phase::Quoting;
     Ok(Action::requeue(Duration::ZERO))
@@ -653,7 +1009,9 @@ async fn abandon(w: &mut Work<'_>, slot: &ProviderSlot, id: &str, reason: &str, 
 fn next_health_check(w: &Work<'_>, _valid: &ValidRequest) -> Duration {
     let interval = w.ctx.settings.health_interval;
     match clock::parse(w.st.expires_at.as_deref()) {
-        Some(expiry) => clock::since(w.now, expiry).min(interval).max(Duration::from_millis(50)),
+        Some(expiry) => clock::since(w.now, expiry)
+            .min(interval)
+            .max(Duration::from_millis(50)),
         None => interval,
     }
 }
@@ -663,8 +1021,17 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
     let settings = w.ctx.settings.clone();
     if let Some(expiry) = clock::parse(w.st.expires_at.as_deref()) {
         if w.now >= expiry {
-            w.cond(cond::READY, false, "MaxLifetimeReached", format!("maxLifetime reached at {expiry}; terminating the instance"));
-            w.note(false, "MaxLifetimeReached", "maxLifetime reached; terminating the instance");
+            w.cond(
+                cond::READY,
+                false,
+                "MaxLifetimeReached",
+                format!("maxLifetime reached at {expiry}; terminating the instance"),
+            );
+            w.note(
+                false,
+                "MaxLifetimeReached",
+                "maxLifetime reached; terminating the instance",
+            );
             w.phase(Phase::Terminating);
             return Ok(Action::requeue(Duration::ZERO));
         }
@@ -678,17 +1045,34 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         return Ok(Action::requeue(wait.min(next_health_check(w, valid))));
     }
     let Some(slot) = w.slot(&provider) else {
-        w.cond(cond::HEALTHY, false, "ProviderUnavailable", format!("provider {provider} is not loaded; cannot check the instance"));
+        w.cond(
+            cond::HEALTHY,
+            false,
+            "ProviderUnavailable",
+            format!("provider {provider} is not loaded; cannot check the instance"),
+        );
         return Ok(Action::requeue(settings.verify_interval));
     };
     let result = slot.call(Operation::Verify, slot.plugin.verify(&id)).await;
     let state = match &result {
         Ok(i) => i.state,
-        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => InstanceState::NotFound,
+        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => {
+            InstanceState::NotFound
+        }
         Err(e) => {
             // The provider did not answer: that says nothing about the instance. Retry soon.
-            w.cond(cond::HEALTHY, true, "CheckFailed", format!("last check failed ({e}); the instance was running at {}", w.st.last_verified_at.clone().unwrap_or_default()));
-            return Ok(Action::requeue(e.retry_after().unwrap_or(settings.verify_interval)));
+            w.cond(
+                cond::HEALTHY,
+                true,
+                "CheckFailed",
+                format!(
+                    "last check failed ({e}); the instance was running at {}",
+                    w.st.last_verified_at.clone().unwrap_or_default()
+                ),
+            );
+            return Ok(Action::requeue(
+                e.retry_after().unwrap_or(settings.verify_interval),
+            ));
         }
     };
     w.ctx.health_checked(w.req);
@@ -702,12 +1086,22 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
     let message = format!("{provider} reports instance {id} {state:?}; it is no longer usable");
     w.cond(cond::HEALTHY, false, "InstanceLost", message.clone());
     w.cond(cond::READY, false, "InstanceLost", message.clone());
-    let cleanup = slot.call(Operation::Terminate, slot.plugin.terminate(&id)).await;
+    let cleanup = slot
+        .call(Operation::Terminate, slot.plugin.terminate(&id))
+        .await;
     if let Err(e) = &cleanup {
         tracing::warn!(request = %w.req.name_any(), "terminate after loss failed: {e}; garbage collection will retry");
     }
     accrue(w);
-    w.attempt(&provider, w.st.offer.clone().as_deref(), None, "Lost", "InstanceLost", message.clone(), Some(&id));
+    w.attempt(
+        &provider,
+        w.st.offer.clone().as_deref(),
+        None,
+        "Lost",
+        "InstanceLost",
+        message.clone(),
+        Some(&id),
+    );
     if w.req.spec.on_failure == OnFailure::Replace {
         w.note(true, "InstanceLost", format!("{message}; replacing it"));
         w.clear_instance();
@@ -721,8 +1115,15 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
 
 /// Updates accrued cost from launch time and price.
 fn accrue(w: &mut Work<'_>) {
-    let (Some(launched), Some(price)) = (clock::parse(w.st.launched_at.as_deref()), w.st.hourly_price.as_deref()) else { return };
-    let Ok(per_hour) = crate::money::parse_usd(price) else { return };
+    let (Some(launched), Some(price)) = (
+        clock::parse(w.st.launched_at.as_deref()),
+        w.st.hourly_price.as_deref(),
+    ) else {
+        return;
+    };
+    let Ok(per_hour) = crate::money::parse_usd(price) else {
+        return;
+    };
     let secs = clock::since(launched, w.now).as_secs() as u128;
     let cost = (per_hour as u128 * secs / 3600) as u64;
     w.st.accrued_cost = Some(Usd(cost).to_string());
@@ -740,26 +1141,50 @@ async fn end_step(w: &mut Work<'_>) -> Result<Action, ReconcileError> {
         }
         Ok(false) => Ok(Action::requeue(w.ctx.settings.terminate_interval)),
         Err(e) => {
-            w.cond(cond::READY, false, "TerminationPending", format!("{e}; retrying"));
+            w.cond(
+                cond::READY,
+                false,
+                "TerminationPending",
+                format!("{e}; retrying"),
+            );
             Ok(Action::requeue(w.ctx.retry_delay(w.req)))
         }
     }
 }
 
 /// Terminates `id` on `provider`; true once the provider confirms it gone.
-pub async fn terminate_confirmed(ctx: &Ctx, provider: Option<&str>, id: Option<&str>) -> Result<bool, ReconcileError> {
-    let (Some(provider), Some(id)) = (provider, id) else { return Ok(true) };
-    let slot = ctx.registry.get(provider).ok_or_else(|| ReconcileError::ProviderMissing {
+pub async fn terminate_confirmed(
+    ctx: &Ctx,
+    provider: Option<&str>,
+    id: Option<&str>,
+) -> Result<bool, ReconcileError> {
+    let (Some(provider), Some(id)) = (provider, id) else {
+        return Ok(true);
+    };
+    let slot = ctx
+        .registry
+        .get(provider)
+        .ok_or_else(|| ReconcileError::ProviderMissing {
+            provider: provider.to_string(),
+            what: format!("terminate instance {id}"),
+        })?;
+    let provider_err = |source: GatedError| ReconcileError::Provider {
         provider: provider.to_string(),
-        what: format!("terminate instance {id}"),
-    })?;
-    let provider_err = |source: GatedError| ReconcileError::Provider { provider: provider.to_string(), source };
-    match slot.call(Operation::Terminate, slot.plugin.terminate(id)).await.map_err(provider_err)? {
+        source,
+    };
+    match slot
+        .call(Operation::Terminate, slot.plugin.terminate(id))
+        .await
+        .map_err(provider_err)?
+    {
         TerminateOutcome::Terminated | TerminateOutcome::AlreadyGone => Ok(true),
         TerminateOutcome::Terminating => {
             // Confirm through verify: only terminated or unknown counts as gone.
             match slot.call(Operation::Verify, slot.plugin.verify(id)).await {
-                Ok(i) => Ok(matches!(i.state, InstanceState::Terminated | InstanceState::NotFound)),
+                Ok(i) => Ok(matches!(
+                    i.state,
+                    InstanceState::Terminated | InstanceState::NotFound
+                )),
                 Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => Ok(true),
                 Err(e) => Err(provider_err(e)),
             }
@@ -784,17 +1209,28 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     }
     if let Some(pending) = &st.pending_launch {
         // A launch may have happened without its id reaching status: find it by tag.
-        let slot = ctx.registry.get(&pending.provider).ok_or_else(|| ReconcileError::ProviderMissing {
-            provider: pending.provider.clone(),
-            what: "look for an instance launched before deletion".into(),
-        })?;
-        let owner = Tag { key: naming::REQUEST_TAG.into(), value: uid.clone() };
+        let slot =
+            ctx.registry
+                .get(&pending.provider)
+                .ok_or_else(|| ReconcileError::ProviderMissing {
+                    provider: pending.provider.clone(),
+                    what: "look for an instance launched before deletion".into(),
+                })?;
+        let owner = Tag {
+            key: naming::REQUEST_TAG.into(),
+            value: uid.clone(),
+        };
         let listed = slot
             .call(Operation::ListOwned, slot.plugin.list_owned(&owner))
             .await
-            .map_err(|source| ReconcileError::Provider { provider: pending.provider.clone(), source })?;
+            .map_err(|source| ReconcileError::Provider {
+                provider: pending.provider.clone(),
+                source,
+            })?;
         for i in listed {
-            if !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound) && !targets.iter().any(|(_, id)| id == &i.instance_id) {
+            if !matches!(i.state, InstanceState::Terminated | InstanceState::NotFound)
+                && !targets.iter().any(|(_, id)| id == &i.instance_id)
+            {
                 targets.push((pending.provider.clone(), i.instance_id));
             }
         }
@@ -802,11 +1238,27 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     if st.phase != Phase::Terminating && !targets.is_empty() {
         st.phase = Phase::Terminating;
         let now = clock::text(clock::now());
-        conditions::set(&mut st.conditions, cond::READY, false, "Deleting", "the request is being deleted; terminating its instance", &now, req.metadata.generation);
+        conditions::set(
+            &mut st.conditions,
+            cond::READY,
+            false,
+            "Deleting",
+            "the request is being deleted; terminating its instance",
+            &now,
+            req.metadata.generation,
+        );
         if let Err(e) = write_status(&ctx, &req, &st).await {
             tracing::debug!("status write during deletion failed: {e}");
         }
-        ctx.publish(&req, Note { type_: EventType::Normal, reason: "Terminating".into(), message: "request deleted; terminating its instance".into() }).await;
+        ctx.publish(
+            &req,
+            Note {
+                type_: EventType::Normal,
+                reason: "Terminating".into(),
+                message: "request deleted; terminating its instance".into(),
+            },
+        )
+        .await;
     }
     let mut pending = Vec::new();
     for (provider, id) in &targets {
@@ -820,7 +1272,15 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
         return Err(ReconcileError::TerminationPending(pending.join("; ")));
     }
     if !targets.is_empty() {
-        ctx.publish(&req, Note { type_: EventType::Normal, reason: "Terminated".into(), message: "instance terminated; releasing the request".into() }).await;
+        ctx.publish(
+            &req,
+            Note {
+                type_: EventType::Normal,
+                reason: "Terminated".into(),
+                message: "instance terminated; releasing the request".into(),
+            },
+        )
+        .await;
     }
     // The request is about to go: forget what memory holds about it.
     ctx.forget(&req);

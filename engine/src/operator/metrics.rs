@@ -19,11 +19,33 @@ impl Default for Metrics {
         let reconcile_errors = Counter::default();
         let orphans_terminated = Counter::default();
         let gc_list_failures = Counter::default();
-        registry.register("reconciles", "GPURequest reconciles run", reconciles.clone());
-        registry.register("reconcile_errors", "GPURequest reconciles that failed and will be retried", reconcile_errors.clone());
-        registry.register("orphans_terminated", "Owned instances with no request, terminated by garbage collection", orphans_terminated.clone());
-        registry.register("gc_list_failures", "Provider listings that failed during garbage collection", gc_list_failures.clone());
-        Metrics { registry, reconciles, reconcile_errors, orphans_terminated, gc_list_failures }
+        registry.register(
+            "reconciles",
+            "GPURequest reconciles run",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "GPURequest reconciles that failed and will be retried",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "orphans_terminated",
+            "Owned instances with no request, terminated by garbage collection",
+            orphans_terminated.clone(),
+        );
+        registry.register(
+            "gc_list_failures",
+            "Provider listings that failed during garbage collection",
+            gc_list_failures.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            orphans_terminated,
+            gc_list_failures,
+        }
     }
 }
 

@@ -20,11 +20,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::crd::{GPUProvider, GPURequest, FINALIZER};
+use crate::crd::{FINALIZER, GPUProvider, GPURequest};
 use crate::plugins::PluginHost;
 
 pub use context::Ctx;
@@ -39,7 +39,10 @@ pub enum ReconcileError {
     #[error("provider {provider} is not loaded; cannot {what}")]
     ProviderMissing { provider: String, what: String },
     #[error("provider {provider}: {source}")]
-    Provider { provider: String, source: registry::GatedError },
+    Provider {
+        provider: String,
+        source: registry::GatedError,
+    },
     #[error("termination not confirmed yet: {0}")]
     TerminationPending(String),
     #[error("finalizer: {0}")]
@@ -58,7 +61,8 @@ async fn reconcile_request(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action
     })
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => ReconcileError::Finalizer(other.to_string()),
     })
 }
@@ -68,8 +72,12 @@ fn request_error_policy(req: Arc<GPURequest>, err: &ReconcileError, ctx: Arc<Ctx
     let delay = ctx.retry_delay(&req);
     match err {
         // Expected while a deleted request's instance is going away.
-        ReconcileError::TerminationPending(_) => tracing::info!(request = %req.name_any(), retry_in = ?delay, "{err}"),
-        _ => tracing::warn!(request = %req.name_any(), retry_in = ?delay, "reconcile failed: {err}"),
+        ReconcileError::TerminationPending(_) => {
+            tracing::info!(request = %req.name_any(), retry_in = ?delay, "{err}")
+        }
+        _ => {
+            tracing::warn!(request = %req.name_any(), retry_in = ?delay, "reconcile failed: {err}")
+        }
     }
     Action::requeue(delay)
 }
@@ -134,7 +142,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let registry = ProviderRegistry::new();
-    let ctx = Arc::new(Ctx::new(client.clone(), host, registry, settings, leader.namespace.clone(), leader.identity.clone()));
+    let ctx = Arc::new(Ctx::new(
+        client.clone(),
+        host,
+        registry,
+        settings,
+        leader.namespace.clone(),
+        leader.identity.clone(),
+    ));
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &leader.lease_name)
         .with_namespace(&leader.namespace)
         .with_identity(&leader.identity)

@@ -16,16 +16,29 @@ pub const REQUEST_NAME_TAG: &str = "tgp.io/request";
 
 /// `tgp-<first 12 hex of uid>-<attempt>`: short, DNS-safe, unique per attempt.
 pub fn instance_name(request_uid: &str, attempt: usize) -> String {
-    let short: String = request_uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let short: String = request_uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
     format!("tgp-{}-{attempt}", short.to_ascii_lowercase())
 }
 
 /// The tags every instance launched for a request carries.
 pub fn ownership_tags(cluster_id: &str, request_uid: &str, request_name: &str) -> Vec<Tag> {
     vec![
-        Tag { key: CLUSTER_TAG.into(), value: cluster_id.into() },
-        Tag { key: REQUEST_TAG.into(), value: request_uid.into() },
-        Tag { key: REQUEST_NAME_TAG.into(), value: request_name.into() },
+        Tag {
+            key: CLUSTER_TAG.into(),
+            value: cluster_id.into(),
+        },
+        Tag {
+            key: REQUEST_TAG.into(),
+            value: request_uid.into(),
+        },
+        Tag {
+            key: REQUEST_NAME_TAG.into(),
+            value: request_name.into(),
+        },
     ]
 }
 

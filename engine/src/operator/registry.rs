@@ -48,13 +48,19 @@ impl Bucket {
     /// Time until a call may start, or `None` if one may start now.
     fn wait(&mut self, now: Instant) -> Option<Duration> {
         let window = self.window();
-        while self.calls.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while self
+            .calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             self.calls.pop_front();
         }
         if (self.calls.len() as u32) < self.limit.requests.max(1) {
             None
         } else {
-            self.calls.front().map(|t| window.saturating_sub(now.duration_since(*t)))
+            self.calls
+                .front()
+                .map(|t| window.saturating_sub(now.duration_since(*t)))
         }
     }
 }
@@ -71,7 +77,15 @@ impl CallGate {
     pub fn new(limits: &[RateLimit]) -> Self {
         CallGate {
             blocked_until: Mutex::new(None),
-            buckets: Mutex::new(limits.iter().map(|l| Bucket { limit: *l, calls: Default::default() }).collect()),
+            buckets: Mutex::new(
+                limits
+                    .iter()
+                    .map(|l| Bucket {
+                        limit: *l,
+                        calls: Default::default(),
+                    })
+                    .collect(),
+            ),
             unhealthy: Mutex::new(None),
         }
     }
@@ -119,13 +133,18 @@ impl CallGate {
 
     /// The authentication error that made the provider unhealthy, if any.
     pub fn unhealthy(&self) -> Option<String> {
-        self.unhealthy.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.unhealthy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Time left before calls are allowed again after a Retry-After.
     pub fn blocked_for(&self) -> Option<Duration> {
         let until = (*self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()))?;
-        until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -181,23 +200,45 @@ impl ProviderRegistry {
     pub fn upsert(&self, name: &str, priority: i32, plugin: Plugin) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let gate = match slots.get(name) {
-            Some(old) if old.plugin.info().rate_limits == plugin.info().rate_limits => old.gate.clone(),
+            Some(old) if old.plugin.info().rate_limits == plugin.info().rate_limits => {
+                old.gate.clone()
+            }
             _ => Arc::new(CallGate::new(&plugin.info().rate_limits)),
         };
-        slots.insert(name.to_string(), ProviderSlot { name: name.to_string(), priority, plugin, gate });
+        slots.insert(
+            name.to_string(),
+            ProviderSlot {
+                name: name.to_string(),
+                priority,
+                plugin,
+                gate,
+            },
+        );
     }
 
     pub fn remove(&self, name: &str) {
-        self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     pub fn get(&self, name: &str) -> Option<ProviderSlot> {
-        self.slots.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Every provider, by name.
     pub fn all(&self) -> Vec<ProviderSlot> {
-        self.slots.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
@@ -207,16 +248,29 @@ mod tests {
 
     #[test]
     fn declared_rate_limit_is_enforced_per_operation() {
-        let gate = CallGate::new(&[RateLimit { operation: Some(Operation::Launch), requests: 1, per_seconds: 12 }]);
+        let gate = CallGate::new(&[RateLimit {
+            operation: Some(Operation::Launch),
+            requests: 1,
+            per_seconds: 12,
+        }]);
         assert_eq!(gate.admit(Operation::Launch), Ok(()));
-        assert!(matches!(gate.admit(Operation::Launch), Err(GateRefusal::RateLimit { .. })));
-        assert_eq!(gate.admit(Operation::Quote), Ok(()), "other operations are not limited");
+        assert!(matches!(
+            gate.admit(Operation::Launch),
+            Err(GateRefusal::RateLimit { .. })
+        ));
+        assert_eq!(
+            gate.admit(Operation::Quote),
+            Ok(()),
+            "other operations are not limited"
+        );
     }
 
     #[test]
     fn retry_after_blocks_every_call_until_it_passes() {
         let gate = CallGate::new(&[]);
-        gate.observe::<()>(&Err(CallError::Provider(ProviderError::RateLimited(Some(60_000)))));
+        gate.observe::<()>(&Err(CallError::Provider(ProviderError::RateLimited(Some(
+            60_000,
+        )))));
         match gate.admit(Operation::Quote) {
             Err(GateRefusal::RetryAfter(d)) => assert!(d > Duration::from_secs(50)),
             other => panic!("expected RetryAfter, got {other:?}"),
@@ -226,7 +280,9 @@ mod tests {
     #[test]
     fn auth_error_marks_unhealthy_until_a_success() {
         let gate = CallGate::new(&[]);
-        gate.observe::<()>(&Err(CallError::Provider(ProviderError::Auth("bad key".into()))));
+        gate.observe::<()>(&Err(CallError::Provider(ProviderError::Auth(
+            "bad key".into(),
+        ))));
         assert_eq!(gate.unhealthy().as_deref(), Some("bad key"));
         gate.observe(&Ok(()));
         assert_eq!(gate.unhealthy(), None);

@@ -32,7 +32,10 @@ pub struct ValidRequest {
 }
 
 fn field_err(field: &str, reason: impl Into<String>) -> FieldError {
-    FieldError { field: field.to_string(), reason: reason.into() }
+    FieldError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
 }
 
 const VALID_EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
@@ -45,17 +48,29 @@ pub fn validate(spec: &GPURequestSpec) -> Result<ValidRequest, FieldError> {
     let gpu_type = catalog::canonical(&spec.gpu_type).ok_or_else(|| {
         field_err(
             "gpuType",
-            format!("unknown GPU type {:?}; known types: {}", spec.gpu_type, catalog::known_names()),
+            format!(
+                "unknown GPU type {:?}; known types: {}",
+                spec.gpu_type,
+                catalog::known_names()
+            ),
         )
     })?;
     if spec.gpu_count < 1 {
-        return Err(field_err("gpuCount", format!("must be at least 1, got {}", spec.gpu_count)));
+        return Err(field_err(
+            "gpuCount",
+            format!("must be at least 1, got {}", spec.gpu_count),
+        ));
     }
     if spec.gpu_count > 64 {
-        return Err(field_err("gpuCount", format!("must be at most 64, got {}", spec.gpu_count)));
+        return Err(field_err(
+            "gpuCount",
+            format!("must be at most 64, got {}", spec.gpu_count),
+        ));
     }
     let max_price_per_hour = match &spec.max_hourly_price {
-        Some(text) => Some(money::parse_usd(text).map_err(|e| field_err("maxHourlyPrice", e.to_string()))?),
+        Some(text) => {
+            Some(money::parse_usd(text).map_err(|e| field_err("maxHourlyPrice", e.to_string()))?)
+        }
         None => None,
     };
     if max_price_per_hour == Some(0) {
@@ -85,20 +100,33 @@ pub fn validate(spec: &GPURequestSpec) -> Result<ValidRequest, FieldError> {
         .map_err(|e| field_err("idleTimeout", e.to_string()))?;
     for (key, value) in &spec.node_labels {
         if !valid_label_key(key) {
-            return Err(field_err(&format!("nodeLabels[{key}]"), "is not a valid label key"));
+            return Err(field_err(
+                &format!("nodeLabels[{key}]"),
+                "is not a valid label key",
+            ));
         }
         if !valid_label_value(value) {
-            return Err(field_err(&format!("nodeLabels[{key}]"), format!("value {value:?} is not a valid label value")));
+            return Err(field_err(
+                &format!("nodeLabels[{key}]"),
+                format!("value {value:?} is not a valid label value"),
+            ));
         }
     }
     for (i, taint) in spec.node_taints.iter().enumerate() {
         if !valid_label_key(&taint.key) {
-            return Err(field_err(&format!("nodeTaints[{i}].key"), "is not a valid taint key"));
+            return Err(field_err(
+                &format!("nodeTaints[{i}].key"),
+                "is not a valid taint key",
+            ));
         }
         if !VALID_EFFECTS.contains(&taint.effect.as_str()) {
             return Err(field_err(
                 &format!("nodeTaints[{i}].effect"),
-                format!("{:?} is not one of {}", taint.effect, VALID_EFFECTS.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    taint.effect,
+                    VALID_EFFECTS.join(", ")
+                ),
             ));
         }
     }
@@ -119,7 +147,8 @@ pub fn validate(spec: &GPURequestSpec) -> Result<ValidRequest, FieldError> {
 fn valid_name_part(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
@@ -130,7 +159,9 @@ fn valid_label_key(key: &str) -> bool {
         Some((prefix, name)) => {
             !prefix.is_empty()
                 && prefix.len() <= 253
-                && prefix.split('.').all(|p| valid_name_part(p, 63) && !p.contains('_'))
+                && prefix
+                    .split('.')
+                    .all(|p| valid_name_part(p, 63) && !p.contains('_'))
                 && valid_name_part(name, 63)
         }
         None => valid_name_part(key, 63),
@@ -164,12 +195,38 @@ mod tests {
             (Box::new(|s| s.gpu_type = "".into()), "gpuType"),
             (Box::new(|s| s.gpu_count = -1), "gpuCount"),
             (Box::new(|s| s.gpu_count = 0), "gpuCount"),
-            (Box::new(|s| s.max_hourly_price = Some("cheap".into())), "maxHourlyPrice"),
-            (Box::new(|s| s.max_hourly_price = Some("-3".into())), "maxHourlyPrice"),
-            (Box::new(|s| s.max_lifetime = Some("forever".into())), "maxLifetime"),
-            (Box::new(|s| s.idle_timeout = Some("10".into())), "idleTimeout"),
-            (Box::new(|s| { s.node_labels.insert("bad key!".into(), "v".into()); }), "nodeLabels[bad key!]"),
-            (Box::new(|s| s.node_taints.push(NodeTaint { key: "gpu".into(), value: "".into(), effect: "Sometimes".into() })), "nodeTaints[0].effect"),
+            (
+                Box::new(|s| s.max_hourly_price = Some("cheap".into())),
+                "maxHourlyPrice",
+            ),
+            (
+                Box::new(|s| s.max_hourly_price = Some("-3".into())),
+                "maxHourlyPrice",
+            ),
+            (
+                Box::new(|s| s.max_lifetime = Some("forever".into())),
+                "maxLifetime",
+            ),
+            (
+                Box::new(|s| s.idle_timeout = Some("10".into())),
+                "idleTimeout",
+            ),
+            (
+                Box::new(|s| {
+                    s.node_labels.insert("bad key!".into(), "v".into());
+                }),
+                "nodeLabels[bad key!]",
+            ),
+            (
+                Box::new(|s| {
+                    s.node_taints.push(NodeTaint {
+                        key: "gpu".into(),
+                        value: "".into(),
+                        effect: "Sometimes".into(),
+                    })
+                }),
+                "nodeTaints[0].effect",
+            ),
             (Box::new(|s| s.regions.push(" ".into())), "regions[0]"),
         ];
         for (mutate, field) in cases {

@@ -42,9 +42,17 @@ fn entry_path(dir: &Path, engine: &Engine, digest: &str) -> PathBuf {
 
 /// Compiles `bytes` (whose sha256 hex is `digest`), through the cache in `dir` if any.
 /// Blocking: call from a blocking thread.
-pub fn compile(engine: &Engine, bytes: &[u8], digest: &str, dir: Option<&Path>) -> Result<Compiled, LoadError> {
+pub fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    digest: &str,
+    dir: Option<&Path>,
+) -> Result<Compiled, LoadError> {
     let Some(dir) = dir else {
-        return compile_fresh(engine, bytes).map(|component| Compiled { component, from_cache: false });
+        return compile_fresh(engine, bytes).map(|component| Compiled {
+            component,
+            from_cache: false,
+        });
     };
     let path = entry_path(dir, engine, digest);
     match read_verified(&path) {
@@ -57,25 +65,45 @@ pub fn compile(engine: &Engine, bytes: &[u8], digest: &str, dir: Option<&Path>) 
             // the file cannot change between the check and the use). The cache directory must be
             // writable only by the operator, like the binary itself.
             match unsafe { Component::deserialize(engine, artifact) } {
-                Ok(component) => return Ok(Compiled { component, from_cache: true }),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cached component does not deserialize; recompiling"),
+                Ok(component) => {
+                    return Ok(Compiled {
+                        component,
+                        from_cache: true,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cached component does not deserialize; recompiling")
+                }
             }
         }
         Ok(None) => {}
-        Err(reason) => tracing::warn!(path = %path.display(), %reason, "cached component rejected; recompiling"),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "cached component rejected; recompiling")
+        }
     }
-    let artifact = engine.precompile_component(bytes).map_err(|e| LoadError::Compile { message: format!("{e:#}") })?;
+    let artifact = engine
+        .precompile_component(bytes)
+        .map_err(|e| LoadError::Compile {
+            message: format!("{e:#}"),
+        })?;
     // SAFETY: these bytes were produced by `precompile_component` on this engine just now.
-    let component = unsafe { Component::deserialize(engine, &artifact) }
-        .map_err(|e| LoadError::Compile { message: format!("{e:#}") })?;
+    let component =
+        unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| LoadError::Compile {
+            message: format!("{e:#}"),
+        })?;
     if let Err(e) = write_atomic(dir, &path, &artifact) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the compile cache entry");
     }
-    Ok(Compiled { component, from_cache: false })
+    Ok(Compiled {
+        component,
+        from_cache: false,
+    })
 }
 
 fn compile_fresh(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
-    Component::new(engine, bytes).map_err(|e| LoadError::Compile { message: format!("{e:#}") })
+    Component::new(engine, bytes).map_err(|e| LoadError::Compile {
+        message: format!("{e:#}"),
+    })
 }
 
 /// Reads an entry and returns it whole (artifact from `HEADER_LEN` on) if its checksum holds;

@@ -30,6 +30,10 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { cache_dir: None, epoch_tick: Duration::from_millis(10), pooling: PoolingMode::Auto }
+        Self {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(10),
+            pooling: PoolingMode::Auto,
+        }
     }
 }

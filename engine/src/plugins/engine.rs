@@ -61,7 +61,9 @@ fn pooling_strategy() -> InstanceAllocationStrategy {
 }
 
 fn engine(config: &Config) -> Result<Engine, HostError> {
-    Engine::new(config).map_err(|e| HostError::Engine { message: format!("{e:#}") })
+    Engine::new(config).map_err(|e| HostError::Engine {
+        message: format!("{e:#}"),
+    })
 }
 
 /// Handle keeping the epoch ticker thread alive; the thread stops when the last handle drops.
@@ -95,7 +97,10 @@ impl Ticker {
                 }
             })
             .map_err(HostError::Ticker)?;
-        Ok(Arc::new(Self { stop, thread: Some(thread) }))
+        Ok(Arc::new(Self {
+            stop,
+            thread: Some(thread),
+        }))
     }
 }
 

@@ -30,7 +30,9 @@ pub enum LoadError {
          rebuild the plugin against a compatible contract or upgrade the engine"
     )]
     Incompatible { plugin: String, host: String },
-    #[error("the component does not export `tgp:provider/provider` (exports: {exports}); is it a tgp provider plugin?")]
+    #[error(
+        "the component does not export `tgp:provider/provider` (exports: {exports}); is it a tgp provider plugin?"
+    )]
     NotAProvider { exports: String },
     #[error("the plugin imports something this host does not provide: {message}")]
     Link { message: String },
@@ -48,13 +50,19 @@ pub enum CallError {
     /// The plugin answered with a classified provider error.
     #[error("provider error: {0:?}")]
     Provider(ProviderError),
-    #[error("plugin call exceeded its time budget of {after:?} and was stopped; raise limits.call_timeout or fix the plugin")]
+    #[error(
+        "plugin call exceeded its time budget of {after:?} and was stopped; raise limits.call_timeout or fix the plugin"
+    )]
     Timeout { after: Duration },
-    #[error("plugin exceeded its memory limit of {limit_bytes} bytes and was stopped; raise limits.memory_bytes or fix the plugin")]
+    #[error(
+        "plugin exceeded its memory limit of {limit_bytes} bytes and was stopped; raise limits.memory_bytes or fix the plugin"
+    )]
     OutOfMemory { limit_bytes: u64 },
     #[error("plugin panicked: {message}")]
     GuestPanic { message: String },
-    #[error("plugin tried to reach {what}, which is not granted; add it to allowed_hosts if it is legitimate")]
+    #[error(
+        "plugin tried to reach {what}, which is not granted; add it to allowed_hosts if it is legitimate"
+    )]
     CapabilityDenied { what: String },
     #[error("plugin trapped: {message}")]
     Trap { message: String },

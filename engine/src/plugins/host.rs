@@ -34,13 +34,23 @@ impl PluginHost {
     pub fn new(cfg: HostConfig) -> Result<Self, HostError> {
         let (engine, pooling) = engine::build(&cfg)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| HostError::Engine { message: format!("linking WASI: {e:#}") })?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine {
+            message: format!("linking WASI: {e:#}"),
+        })?;
         ProviderPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| HostError::Engine { message: format!("linking the provider imports: {e:#}") })?;
+            .map_err(|e| HostError::Engine {
+                message: format!("linking the provider imports: {e:#}"),
+            })?;
         let ticker = Ticker::start(engine.clone(), cfg.epoch_tick)?;
         let client = http::client()?;
-        Ok(Self { engine, linker, ticker, client, cfg, pooling })
+        Ok(Self {
+            engine,
+            linker,
+            ticker,
+            client,
+            cfg,
+            pooling,
+        })
     }
 
     /// The contract version this host implements.
@@ -73,8 +83,12 @@ impl PluginHost {
         let pre = self
             .linker
             .instantiate_pre(&compiled.component)
-            .map_err(|e| LoadError::Link { message: format!("{e:#}") })?;
-        let pre = ProviderPluginPre::new(pre).map_err(|e| LoadError::Link { message: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Link {
+                message: format!("{e:#}"),
+            })?;
+        let pre = ProviderPluginPre::new(pre).map_err(|e| LoadError::Link {
+            message: format!("{e:#}"),
+        })?;
 
         let shared = Arc::new(PluginShared {
             provider: grants.provider_name.clone(),
@@ -84,8 +98,15 @@ impl PluginHost {
             config: grants.config.clone(),
             secrets: grants.secrets.clone(),
         });
-        let runtime = Runtime::new(pre, shared.clone(), grants.limits.clone(), self.ticker.clone());
-        let info = Plugin::validate(&runtime).await.map_err(LoadError::InfoFailed)?;
+        let runtime = Runtime::new(
+            pre,
+            shared.clone(),
+            grants.limits.clone(),
+            self.ticker.clone(),
+        );
+        let info = Plugin::validate(&runtime)
+            .await
+            .map_err(LoadError::InfoFailed)?;
         let _ = shared.plugin_version.set(info.version.clone());
         tracing::info!(
             provider = %grants.provider_name,
@@ -99,7 +120,14 @@ impl PluginHost {
         );
         Ok(Plugin::new(
             runtime,
-            Meta { info, digest, contract_version, size_bytes, compile_time, from_cache: compiled.from_cache },
+            Meta {
+                info,
+                digest,
+                contract_version,
+                size_bytes,
+                compile_time,
+                from_cache: compiled.from_cache,
+            },
         ))
     }
 }

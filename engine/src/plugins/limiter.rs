@@ -20,7 +20,10 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(memory_bytes: u64) -> Self {
-        Self { memory_bytes, denied: false }
+        Self {
+            memory_bytes,
+            denied: false,
+        }
     }
 
     /// Whether a growth was refused since the last reset.
@@ -34,7 +37,12 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let over_cap = desired as u64 > self.memory_bytes;
         let over_max = maximum.is_some_and(|m| desired > m);
         if over_cap || over_max {
@@ -44,7 +52,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS || maximum.is_some_and(|m| desired > m) {
             self.denied = true;
             return Ok(false);

@@ -32,7 +32,9 @@ struct Bucket {
 /// The limiter's verdict for one line.
 pub enum Admit {
     /// Emit the line; `dropped` lines were suppressed since the last emitted one.
-    Yes { dropped: u64 },
+    Yes {
+        dropped: u64,
+    },
     No,
 }
 
@@ -41,7 +43,12 @@ impl LogLimiter {
         let rate = f64::from(lines_per_second.max(1));
         Self {
             rate,
-            bucket: Mutex::new(Bucket { tokens: rate, last: Instant::now(), dropped_since_report: 0, last_report: None }),
+            bucket: Mutex::new(Bucket {
+                tokens: rate,
+                last: Instant::now(),
+                dropped_since_report: 0,
+                last_report: None,
+            }),
             dropped_total: AtomicU64::new(0),
         }
     }
@@ -56,7 +63,9 @@ impl LogLimiter {
         b.tokens = (b.tokens + elapsed * self.rate).min(self.rate);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            let report_due = b.last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY);
+            let report_due = b
+                .last_report
+                .is_none_or(|t| now.duration_since(t) >= REPORT_EVERY);
             let dropped = if b.dropped_since_report > 0 && report_due {
                 b.last_report = Some(now);
                 std::mem::take(&mut b.dropped_since_report)
@@ -91,15 +100,26 @@ fn truncate(message: &str) -> &str {
 /// Emits one guest line (already redacted) as a tracing event.
 pub fn emit(provider: &str, plugin_version: &str, level: Level, message: &str, dropped: u64) {
     if dropped > 0 {
-        tracing::warn!(provider, plugin_version, dropped, "plugin log lines dropped by the rate limit");
+        tracing::warn!(
+            provider,
+            plugin_version,
+            dropped,
+            "plugin log lines dropped by the rate limit"
+        );
     }
     let message = truncate(message);
     match level {
-        Level::Trace => tracing::trace!(target: "tgp::plugin", provider, plugin_version, "{message}"),
-        Level::Debug => tracing::debug!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Trace => {
+            tracing::trace!(target: "tgp::plugin", provider, plugin_version, "{message}")
+        }
+        Level::Debug => {
+            tracing::debug!(target: "tgp::plugin", provider, plugin_version, "{message}")
+        }
         Level::Info => tracing::info!(target: "tgp::plugin", provider, plugin_version, "{message}"),
         Level::Warn => tracing::warn!(target: "tgp::plugin", provider, plugin_version, "{message}"),
-        Level::Error => tracing::error!(target: "tgp::plugin", provider, plugin_version, "{message}"),
+        Level::Error => {
+            tracing::error!(target: "tgp::plugin", provider, plugin_version, "{message}")
+        }
     }
 }
 
@@ -110,7 +130,9 @@ mod tests {
     #[test]
     fn bucket_drops_past_burst() {
         let l = LogLimiter::new(5);
-        let admitted = (0..20).filter(|_| matches!(l.admit(), Admit::Yes { .. })).count();
+        let admitted = (0..20)
+            .filter(|_| matches!(l.admit(), Admit::Yes { .. }))
+            .count();
         assert!(admitted >= 5 && admitted < 20, "admitted {admitted}");
         assert_eq!(l.dropped_total(), (20 - admitted) as u64);
     }
@@ -128,6 +150,9 @@ mod tests {
             // Refill one token each round, as if time passed.
             l.bucket.lock().unwrap().tokens += 0.5;
         }
-        assert_eq!(reports, 1, "one report in this burst, not one per admitted line");
+        assert_eq!(
+            reports, 1,
+            "one report in this burst, not one per admitted line"
+        );
     }
 }

@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{
-    Balance, GpuSpec, Instance, LaunchRequest, Offer, ProviderError, ProviderInfo, ProviderPlugin, ProviderPluginPre,
-    Tag, TerminateOutcome,
+    Balance, GpuSpec, Instance, LaunchRequest, Offer, ProviderError, ProviderInfo, ProviderPlugin,
+    ProviderPluginPre, Tag, TerminateOutcome,
 };
 use super::engine::Ticker;
 use super::error::CallError;
@@ -93,7 +93,12 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(pre: ProviderPluginPre<HostState>, shared: Arc<PluginShared>, limits: Limits, ticker: Arc<Ticker>) -> Self {
+    pub fn new(
+        pre: ProviderPluginPre<HostState>,
+        shared: Arc<PluginShared>,
+        limits: Limits,
+        ticker: Arc<Ticker>,
+    ) -> Self {
         let permits = limits.max_concurrency.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             pre,
@@ -126,7 +131,9 @@ impl Runtime {
     fn give_back(&self, mut live: Live) {
         live.calls += 1;
         let state = live.store.data();
-        let worn = live.calls >= RECYCLE_AFTER_CALLS || state.limiter.denied() || state.stderr_used() > STDERR_CAPACITY / 2;
+        let worn = live.calls >= RECYCLE_AFTER_CALLS
+            || state.limiter.denied()
+            || state.stderr_used() > STDERR_CAPACITY / 2;
         if worn {
             return;
         }
@@ -160,7 +167,11 @@ impl Runtime {
         });
         store.set_epoch_deadline(1);
         match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok(Live { store, bindings, calls: 0 }),
+            Ok(bindings) => Ok(Live {
+                store,
+                bindings,
+                calls: 0,
+            }),
             Err(err) => Err(classify(&store, &err)),
         }
     }
@@ -170,7 +181,9 @@ impl Runtime {
             .semaphore
             .acquire()
             .await
-            .map_err(|_| CallError::Internal { message: "plugin concurrency gate closed".into() })?;
+            .map_err(|_| CallError::Internal {
+                message: "plugin concurrency gate closed".into(),
+            })?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let budget = self.limits.call_timeout;
         let pooled = if fresh { None } else { self.take_idle() };
@@ -264,7 +277,9 @@ struct Inner {
 pub struct Plugin(Arc<Inner>);
 
 fn unexpected() -> CallError {
-    CallError::Internal { message: "plugin answer did not match the request".into() }
+    CallError::Internal {
+        message: "plugin answer did not match the request".into(),
+    }
 }
 
 impl Plugin {
@@ -345,14 +360,24 @@ impl Plugin {
     }
 
     pub async fn verify(&self, instance_id: &str) -> Result<Instance, CallError> {
-        match self.0.runtime.run(Req::Verify(instance_id.to_owned()), false).await? {
+        match self
+            .0
+            .runtime
+            .run(Req::Verify(instance_id.to_owned()), false)
+            .await?
+        {
             Resp::Instance(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }
     }
 
     pub async fn terminate(&self, instance_id: &str) -> Result<TerminateOutcome, CallError> {
-        match self.0.runtime.run(Req::Terminate(instance_id.to_owned()), false).await? {
+        match self
+            .0
+            .runtime
+            .run(Req::Terminate(instance_id.to_owned()), false)
+            .await?
+        {
             Resp::Terminate(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }
@@ -366,7 +391,12 @@ impl Plugin {
     }
 
     pub async fn list_owned(&self, owner: &Tag) -> Result<Vec<Instance>, CallError> {
-        match self.0.runtime.run(Req::ListOwned(owner.clone()), false).await? {
+        match self
+            .0
+            .runtime
+            .run(Req::ListOwned(owner.clone()), false)
+            .await?
+        {
             Resp::Instances(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }

@@ -20,14 +20,22 @@ pub fn placeholder(name: &str) -> String {
 pub struct UnknownSecret(pub String);
 
 /// Replaces every `{{secret:NAME}}` in `text` with the granted value.
-pub fn substitute(text: &str, secrets: &BTreeMap<String, SecretValue>) -> Result<String, UnknownSecret> {
+pub fn substitute(
+    text: &str,
+    secrets: &BTreeMap<String, SecretValue>,
+) -> Result<String, UnknownSecret> {
     substitute_with(text, secrets, |v| v.to_string())
 }
 
 /// Like [`substitute`], for a URL: each value is percent-encoded, so a key holding `&`, `=` or
 /// `#` cannot change the query's structure.
-pub fn substitute_url(text: &str, secrets: &BTreeMap<String, SecretValue>) -> Result<String, UnknownSecret> {
-    substitute_with(text, secrets, |v| url::form_urlencoded::byte_serialize(v.as_bytes()).collect())
+pub fn substitute_url(
+    text: &str,
+    secrets: &BTreeMap<String, SecretValue>,
+) -> Result<String, UnknownSecret> {
+    substitute_with(text, secrets, |v| {
+        url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    })
 }
 
 fn substitute_with(
@@ -45,7 +53,9 @@ fn substitute_with(
             return Ok(out);
         };
         let name = &after[..end];
-        let value = secrets.get(name).ok_or_else(|| UnknownSecret(name.to_owned()))?;
+        let value = secrets
+            .get(name)
+            .ok_or_else(|| UnknownSecret(name.to_owned()))?;
         out.push_str(&encode(value.expose()));
         rest = &after[end + CLOSE.len()..];
     }
@@ -105,16 +115,34 @@ mod tests {
     fn url_substitution_encodes_the_value() {
         let mut m = BTreeMap::new();
         m.insert("k".to_string(), SecretValue::from("a&b=c"));
-        assert_eq!(substitute_url("https://h/p?key={{secret:k}}&x=1", &m).unwrap(), "https://h/p?key=a%26b%3Dc&x=1");
+        assert_eq!(
+            substitute_url("https://h/p?key={{secret:k}}&x=1", &m).unwrap(),
+            "https://h/p?key=a%26b%3Dc&x=1"
+        );
     }
 
     #[test]
     fn substitutes_and_redacts() {
         let s = secrets();
-        assert_eq!(substitute("Bearer {{secret:api_key}}", &s).as_deref(), Ok("Bearer s3cr3t"));
-        assert_eq!(substitute("{{secret:nope}}", &s), Err(UnknownSecret("nope".into())));
-        assert_eq!(substitute("plain {{secret:", &s).as_deref(), Ok("plain {{secret:"));
-        assert_eq!(redact_str("x s3cr3t y s3cr3t", &s), "x {{secret:api_key}} y {{secret:api_key}}");
-        assert_eq!(redact_bytes(b"as3cr3tb".to_vec(), &s), b"a{{secret:api_key}}b".to_vec());
+        assert_eq!(
+            substitute("Bearer {{secret:api_key}}", &s).as_deref(),
+            Ok("Bearer s3cr3t")
+        );
+        assert_eq!(
+            substitute("{{secret:nope}}", &s),
+            Err(UnknownSecret("nope".into()))
+        );
+        assert_eq!(
+            substitute("plain {{secret:", &s).as_deref(),
+            Ok("plain {{secret:")
+        );
+        assert_eq!(
+            redact_str("x s3cr3t y s3cr3t", &s),
+            "x {{secret:api_key}} y {{secret:api_key}}"
+        );
+        assert_eq!(
+            redact_bytes(b"as3cr3tb".to_vec(), &s),
+            b"a{{secret:api_key}}b".to_vec()
+        );
     }
 }

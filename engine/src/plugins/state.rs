@@ -91,7 +91,9 @@ impl HostState {
     /// What the guest wrote to stderr during the current call.
     pub fn call_stderr(&self) -> Vec<u8> {
         let all = self.stderr.contents();
-        all.get(self.call.stderr_mark..).map(<[u8]>::to_vec).unwrap_or_default()
+        all.get(self.call.stderr_mark..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Bytes of stderr captured over the instance's life.
@@ -102,7 +104,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -126,7 +131,12 @@ impl http_api::Host for HostState {
 impl log_api::Host for HostState {
     fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         if let Admit::Yes { dropped } = self.shared.log.admit() {
-            let version = self.shared.plugin_version.get().map(String::as_str).unwrap_or("unknown");
+            let version = self
+                .shared
+                .plugin_version
+                .get()
+                .map(String::as_str)
+                .unwrap_or("unknown");
             let message = secrets::redact_str(&message, &self.shared.secrets);
             logging::emit(&self.shared.provider, version, level, &message, dropped);
         }
@@ -140,13 +150,21 @@ impl config::Host for HostState {
     }
 
     fn all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self.shared.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self
+            .shared
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
 impl clock::Host for HostState {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         Ok(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }

@@ -21,16 +21,22 @@ pub struct CallFacts<'a> {
 /// Classifies the error of a call that did not return normally.
 pub fn classify(err: &wasmtime::Error, facts: &CallFacts<'_>) -> CallError {
     if facts.timed_out {
-        return CallError::Timeout { after: facts.call_timeout };
+        return CallError::Timeout {
+            after: facts.call_timeout,
+        };
     }
     if let Some(denied) = err.downcast_ref::<CapabilityDenied>() {
-        return CallError::CapabilityDenied { what: denied.what.clone() };
+        return CallError::CapabilityDenied {
+            what: denied.what.clone(),
+        };
     }
     if let Some(what) = &facts.capability_denied {
         return CallError::CapabilityDenied { what: what.clone() };
     }
     if facts.memory_denied {
-        return CallError::OutOfMemory { limit_bytes: facts.memory_limit };
+        return CallError::OutOfMemory {
+            limit_bytes: facts.memory_limit,
+        };
     }
     let stderr = String::from_utf8_lossy(facts.stderr);
     if let Some(message) = panic_message(&stderr) {
@@ -44,8 +50,17 @@ pub fn classify(err: &wasmtime::Error, facts: &CallFacts<'_>) -> CallError {
     if tail.is_empty() {
         CallError::Trap { message }
     } else {
-        let tail: String = tail.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
-        CallError::Trap { message: format!("{message}; guest stderr: {tail}") }
+        let tail: String = tail
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        CallError::Trap {
+            message: format!("{message}; guest stderr: {tail}"),
+        }
     }
 }
 
@@ -62,7 +77,10 @@ pub fn panic_message(stderr: &str) -> Option<String> {
     if message.is_empty() {
         Some(first.trim_start_matches("panicked at").trim().to_owned())
     } else {
-        let location = first.trim_start_matches("panicked at").trim().trim_end_matches(':');
+        let location = first
+            .trim_start_matches("panicked at")
+            .trim()
+            .trim_end_matches(':');
         Some(format!("{message} (at {location})"))
     }
 }
@@ -74,7 +92,10 @@ mod tests {
     #[test]
     fn parses_rust_panic_output() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:88:24:\nboom went the plugin\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("boom went the plugin (at src/lib.rs:88:24)"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("boom went the plugin (at src/lib.rs:88:24)")
+        );
         assert_eq!(panic_message("nothing here"), None);
     }
 }

@@ -55,18 +55,32 @@ pub fn compatible(plugin: &str) -> bool {
 /// Finds the contract version a component was built for and checks it against this host.
 pub fn check(engine: &Engine, component: &Component) -> Result<String, LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let Some(found) = exports.iter().find(|name| name.starts_with(EXPORT_PREFIX)) else {
-        return Err(LoadError::NotAProvider { exports: exports.join(", ") });
+        return Err(LoadError::NotAProvider {
+            exports: exports.join(", "),
+        });
     };
-    let version = match found.strip_prefix(EXPORT_PREFIX).and_then(|rest| rest.strip_prefix('@')) {
+    let version = match found
+        .strip_prefix(EXPORT_PREFIX)
+        .and_then(|rest| rest.strip_prefix('@'))
+    {
         Some(v) => v.to_owned(),
         None => {
-            return Err(LoadError::Incompatible { plugin: "(unversioned)".into(), host: host_range() });
+            return Err(LoadError::Incompatible {
+                plugin: "(unversioned)".into(),
+                host: host_range(),
+            });
         }
     };
     if !compatible(&version) {
-        return Err(LoadError::Incompatible { plugin: version, host: host_range() });
+        return Err(LoadError::Incompatible {
+            plugin: version,
+            host: host_range(),
+        });
     }
     Ok(version)
 }

@@ -137,8 +137,10 @@ mod tests {
         let entry = &types.data["gpu_1x_gh200"];
         assert_eq!(entry.instance_type.price_cents_per_hour, Some(149));
         assert_eq!(entry.regions_with_capacity_available[0].name, "us-west-1");
-        let launched: Data<Launched> =
-            serde_json::from_str(r#"{"data": {"instance_ids": ["0920582c7ff041399e34823a0be62549"]}}"#).unwrap();
+        let launched: Data<Launched> = serde_json::from_str(
+            r#"{"data": {"instance_ids": ["0920582c7ff041399e34823a0be62549"]}}"#,
+        )
+        .unwrap();
         assert_eq!(launched.data.instance_ids.len(), 1);
         let err: ErrorEnvelope = serde_json::from_str(
             r#"{"error":{"code":"provider/internal-unavailable","message":"Provider unavailable","suggestion":"Try again shortly"}}"#,
@@ -156,15 +158,24 @@ mod tests {
             name: "tgp-abc-1".into(),
             hostname: None,
             user_data: Some("#cloud-config".into()),
-            tags: vec![ApiTag { key: "tgp:dio:scluster".into(), value: "c1".into() }],
+            tags: vec![ApiTag {
+                key: "tgp:dio:scluster".into(),
+                value: "c1".into(),
+            }],
             image: Some(Image::Family("lambda-stack-22-04".into())),
         };
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["ssh_key_names"], serde_json::json!(["tgp"]));
-        assert_eq!(v["image"], serde_json::json!({"family": "lambda-stack-22-04"}));
+        assert_eq!(
+            v["image"],
+            serde_json::json!({"family": "lambda-stack-22-04"})
+        );
         assert!(v.get("hostname").is_none());
         assert_eq!(
-            serde_json::to_value(TerminateBody { instance_ids: ["i"] }).unwrap(),
+            serde_json::to_value(TerminateBody {
+                instance_ids: ["i"]
+            })
+            .unwrap(),
             serde_json::json!({"instance_ids": ["i"]})
         );
     }

@@ -53,11 +53,9 @@ impl Client {
             .json(body)
             .send()?;
         let launched: Launched = data(resp).map_err(mapping::launch_error)?;
-        launched
-            .instance_ids
-            .into_iter()
-            .next()
-            .ok_or_else(|| ProviderError::internal("Lambda answered the launch without an instance id"))
+        launched.instance_ids.into_iter().next().ok_or_else(|| {
+            ProviderError::internal("Lambda answered the launch without an instance id")
+        })
     }
 
     /// `GET /instances/{id}`.
@@ -84,7 +82,11 @@ impl Client {
 /// `data` of a successful answer, or the classified Lambda error.
 fn data<T: DeserializeOwned>(resp: Response) -> Result<T, ProviderError> {
     if !resp.is_success() {
-        return Err(mapping::api_error(resp.status, resp.retry_after_ms(), &resp.body));
+        return Err(mapping::api_error(
+            resp.status,
+            resp.retry_after_ms(),
+            &resp.body,
+        ));
     }
     Ok(resp.json::<Data<T>>()?.data)
 }
@@ -104,7 +106,9 @@ fn lookup<T: DeserializeOwned>(resp: Response) -> Result<Lookup<T>, ProviderErro
 pub fn launch_body(settings: &Settings, req: &LaunchRequest) -> Result<LaunchBody, ProviderError> {
     let ssh_key = settings.require_ssh_key()?;
     if req.offer.spot {
-        return Err(ProviderError::unsupported("Lambda Cloud sells no spot capacity"));
+        return Err(ProviderError::unsupported(
+            "Lambda Cloud sells no spot capacity",
+        ));
     }
     let (instance_type, region) = mapping::parse_offer_id(&req.offer.offer_id)?;
     if region == mapping::NO_REGION {
@@ -114,10 +118,20 @@ pub fn launch_body(settings: &Settings, req: &LaunchRequest) -> Result<LaunchBod
     }
     let name = req.instance_name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(ProviderError::invalid("instance-name", "must be 1 to 64 characters for Lambda"));
+        return Err(ProviderError::invalid(
+            "instance-name",
+            "must be 1 to 64 characters for Lambda",
+        ));
     }
-    if req.user_data.as_ref().is_some_and(|u| u.len() > 1024 * 1024) {
-        return Err(ProviderError::invalid("user-data", "Lambda accepts at most 1 MB of user-data"));
+    if req
+        .user_data
+        .as_ref()
+        .is_some_and(|u| u.len() > 1024 * 1024)
+    {
+        return Err(ProviderError::invalid(
+            "user-data",
+            "Lambda accepts at most 1 MB of user-data",
+        ));
     }
     let image = match (&req.image, &settings.image_id, &settings.image_family) {
         (Some(image), _, _) if !image.trim().is_empty() => Some(Image::Family(image.trim().into())),
@@ -145,7 +159,10 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         config::from_pairs::<Settings>(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
         )
         .unwrap()
         .validated()
@@ -178,7 +195,10 @@ mod tests {
 
     #[test]
     fn builds_the_launch_body() {
-        let s = settings(&[("ssh_key_name", "tgp"), ("image_family", "lambda-stack-22-04")]);
+        let s = settings(&[
+            ("ssh_key_name", "tgp"),
+            ("image_family", "lambda-stack-22-04"),
+        ]);
         let body = launch_body(&s, &request("gpu_1x_h100_sxm5@us-east-1")).unwrap();
         assert_eq!(body.instance_type_name, "gpu_1x_h100_sxm5");
         assert_eq!(body.region_name, "us-east-1");
@@ -192,23 +212,46 @@ mod tests {
     #[test]
     fn refuses_what_lambda_would() {
         let s = settings(&[("ssh_key_name", "tgp")]);
-        assert!(matches!(launch_body(&s, &request("gpu_1x_a100@none")), Err(ProviderError::Capacity(_))));
+        assert!(matches!(
+            launch_body(&s, &request("gpu_1x_a100@none")),
+            Err(ProviderError::Capacity(_))
+        ));
         let mut spot = request("gpu_1x_a100@us-east-1");
         spot.offer.spot = true;
-        assert!(matches!(launch_body(&s, &spot), Err(ProviderError::Unsupported(_))));
+        assert!(matches!(
+            launch_body(&s, &spot),
+            Err(ProviderError::Unsupported(_))
+        ));
         let mut long = request("gpu_1x_a100@us-east-1");
         long.instance_name = "n".repeat(65);
-        assert!(matches!(launch_body(&s, &long), Err(ProviderError::InvalidRequest(f)) if f.field == "instance-name"));
+        assert!(
+            matches!(launch_body(&s, &long), Err(ProviderError::InvalidRequest(f)) if f.field == "instance-name")
+        );
     }
 
     #[test]
     fn lookups_treat_404_as_missing() {
-        let resp = |status: u16, body: &str| Response { status, headers: vec![], body: body.as_bytes().to_vec() };
-        let missing = lookup::<ApiInstance>(resp(404, r#"{"error": {"code": "global/object-does-not-exist", "message": "Specified instance does not exist."}}"#));
+        let resp = |status: u16, body: &str| Response {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        let missing = lookup::<ApiInstance>(resp(
+            404,
+            r#"{"error": {"code": "global/object-does-not-exist", "message": "Specified instance does not exist."}}"#,
+        ));
         assert!(matches!(missing, Ok(Lookup::Missing)));
-        let found = lookup::<ApiInstance>(resp(200, r#"{"data": {"id": "i1", "status": "booting"}}"#)).unwrap();
+        let found =
+            lookup::<ApiInstance>(resp(200, r#"{"data": {"id": "i1", "status": "booting"}}"#))
+                .unwrap();
         assert!(matches!(found, Lookup::Found(i) if i.id == "i1"));
-        assert!(matches!(lookup::<ApiInstance>(resp(401, "{}")), Err(ProviderError::Auth(_))));
-        assert!(matches!(lookup::<ApiInstance>(resp(200, "nope")), Err(ProviderError::Internal(_))));
+        assert!(matches!(
+            lookup::<ApiInstance>(resp(401, "{}")),
+            Err(ProviderError::Auth(_))
+        ));
+        assert!(matches!(
+            lookup::<ApiInstance>(resp(200, "nope")),
+            Err(ProviderError::Internal(_))
+        ));
     }
 }

@@ -131,17 +131,25 @@ mod tests {
         assert_eq!(info.capabilities.bootstrap, [BootstrapDelivery::CloudInit]);
         assert_eq!(
             info.rate_limits,
-            [RateLimit::new(1, 1), RateLimit::new(1, 12).for_operation(Operation::Launch)]
+            [
+                RateLimit::new(1, 1),
+                RateLimit::new(1, 12).for_operation(Operation::Launch)
+            ]
         );
     }
 
     #[test]
     fn quote_refuses_unknown_gpus_and_skips_spot() {
-        assert!(matches!(LambdaProvider::quote(GpuSpec::new("GH200", 1)), Err(ProviderError::InvalidRequest(f)) if f.field == "gpu-type"));
+        assert!(
+            matches!(LambdaProvider::quote(GpuSpec::new("GH200", 1)), Err(ProviderError::InvalidRequest(f)) if f.field == "gpu-type")
+        );
         let mut spot = GpuSpec::new("H100-SXM", 1);
         spot.spot = true;
         assert_eq!(LambdaProvider::quote(spot), Ok(Vec::new()));
-        assert_eq!(LambdaProvider::quote(GpuSpec::new("RTX4090", 1)), Ok(Vec::new()));
+        assert_eq!(
+            LambdaProvider::quote(GpuSpec::new("RTX4090", 1)),
+            Ok(Vec::new())
+        );
     }
 
     #[test]
@@ -166,6 +174,8 @@ mod tests {
             user_data: None,
             image: None,
         };
-        assert!(matches!(LambdaProvider::launch(req), Err(ProviderError::InvalidRequest(f)) if f.field == "ssh_key_name"));
+        assert!(
+            matches!(LambdaProvider::launch(req), Err(ProviderError::InvalidRequest(f)) if f.field == "ssh_key_name")
+        );
     }
 }

@@ -51,7 +51,11 @@ pub fn select_offers(
         if catalog::from_lambda_type(name) != Some((canonical, spec.count)) {
             continue;
         }
-        let price = match entry.instance_type.price_cents_per_hour.map(cents_to_micros) {
+        let price = match entry
+            .instance_type
+            .price_cents_per_hour
+            .map(cents_to_micros)
+        {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
                 skipped.push(format!("{name}: {e}"));
@@ -74,7 +78,10 @@ pub fn select_offers(
             if with_capacity.is_empty() {
                 vec![(NO_REGION, Availability::Unavailable)]
             } else {
-                with_capacity.iter().map(|r| (*r, Availability::Available)).collect()
+                with_capacity
+                    .iter()
+                    .map(|r| (*r, Availability::Available))
+                    .collect()
             }
         } else {
             spec.regions
@@ -83,7 +90,11 @@ pub fn select_offers(
                     let available = with_capacity.contains(&r.as_str());
                     (
                         r.as_str(),
-                        if available { Availability::Available } else { Availability::Unavailable },
+                        if available {
+                            Availability::Available
+                        } else {
+                            Availability::Unavailable
+                        },
                     )
                 })
                 .collect()
@@ -114,7 +125,8 @@ pub fn hostname(instance_name: &str) -> Option<String> {
     let valid = !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
     valid.then(|| instance_name.to_string())
 }
 
@@ -182,7 +194,9 @@ pub fn terminate_outcome(status: Option<&str>) -> TerminateOutcome {
 /// Classifies a Lambda error answer by its `code` (the spec says to rely on the code, not the
 /// message), falling back to the HTTP status.
 pub fn api_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<ErrorEnvelope>(body).map(|e| e.error).ok();
+    let error = serde_json::from_slice::<ErrorEnvelope>(body)
+        .map(|e| e.error)
+        .ok();
     let code = error.as_ref().map_or("", |e| e.code.as_str());
     let message = match &error {
         Some(e) if !e.message.is_empty() => match &e.suggestion {
@@ -255,12 +269,23 @@ mod tests {
     fn one_offer_per_region_with_capacity() {
         let (offers, skipped) = select_offers(&GpuSpec::new("H100-SXM", 1), "H100-SXM", &types());
         assert!(skipped.is_empty());
-        let got: Vec<_> = offers.iter().map(|o| (o.offer_id.as_str(), o.price_per_hour, o.availability)).collect();
+        let got: Vec<_> = offers
+            .iter()
+            .map(|o| (o.offer_id.as_str(), o.price_per_hour, o.availability))
+            .collect();
         assert_eq!(
             got,
             [
-                ("gpu_1x_h100_sxm5@us-east-1", 3_290_000, Availability::Available),
-                ("gpu_1x_h100_sxm5@us-west-1", 3_290_000, Availability::Available),
+                (
+                    "gpu_1x_h100_sxm5@us-east-1",
+                    3_290_000,
+                    Availability::Available
+                ),
+                (
+                    "gpu_1x_h100_sxm5@us-west-1",
+                    3_290_000,
+                    Availability::Available
+                ),
             ]
         );
         let (eight, _) = select_offers(&GpuSpec::new("H100-SXM", 8), "H100-SXM", &types());
@@ -271,7 +296,10 @@ mod tests {
     #[test]
     fn no_capacity_is_unavailable_and_regions_filter() {
         let (offers, _) = select_offers(&GpuSpec::new("A100-40GB", 1), "A100-40GB", &types());
-        let got: Vec<_> = offers.iter().map(|o| (o.offer_id.as_str(), o.availability)).collect();
+        let got: Vec<_> = offers
+            .iter()
+            .map(|o| (o.offer_id.as_str(), o.availability))
+            .collect();
         assert_eq!(
             got,
             [
@@ -282,24 +310,46 @@ mod tests {
         let mut spec = GpuSpec::new("H100-SXM", 1);
         spec.regions = vec!["us-west-1".into(), "us-south-1".into()];
         let (offers, _) = select_offers(&spec, "H100-SXM", &types());
-        let got: Vec<_> = offers.iter().map(|o| (o.region.as_str(), o.availability)).collect();
-        assert_eq!(got, [("us-south-1", Availability::Unavailable), ("us-west-1", Availability::Available)]);
+        let got: Vec<_> = offers
+            .iter()
+            .map(|o| (o.region.as_str(), o.availability))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("us-south-1", Availability::Unavailable),
+                ("us-west-1", Availability::Available)
+            ]
+        );
         spec.max_price_per_hour = Some(3_289_999);
         assert!(select_offers(&spec, "H100-SXM", &types()).0.is_empty());
-        assert!(select_offers(&GpuSpec::new("RTX4090", 1), "RTX4090", &types()).0.is_empty());
+        assert!(
+            select_offers(&GpuSpec::new("RTX4090", 1), "RTX4090", &types())
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
     fn offer_ids_round_trip() {
-        assert_eq!(parse_offer_id(&offer_id("gpu_1x_a10", "us-east-1")), Ok(("gpu_1x_a10", "us-east-1")));
+        assert_eq!(
+            parse_offer_id(&offer_id("gpu_1x_a10", "us-east-1")),
+            Ok(("gpu_1x_a10", "us-east-1"))
+        );
         for bad in ["gpu_1x_a10", "@us-east-1", "gpu_1x_a10@"] {
-            assert!(matches!(parse_offer_id(bad), Err(ProviderError::InvalidRequest(_))), "{bad}");
+            assert!(
+                matches!(parse_offer_id(bad), Err(ProviderError::InvalidRequest(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn hostnames_only_when_valid() {
-        assert_eq!(hostname("tgp-3f2504e04f89-1").as_deref(), Some("tgp-3f2504e04f89-1"));
+        assert_eq!(
+            hostname("tgp-3f2504e04f89-1").as_deref(),
+            Some("tgp-3f2504e04f89-1")
+        );
         assert_eq!(hostname("Tgp_1"), None);
         assert_eq!(hostname(&"a".repeat(64)), None);
     }
@@ -316,9 +366,18 @@ mod tests {
         ] {
             assert_eq!(instance_state(status), Ok(state), "{status}");
         }
-        assert!(matches!(instance_state("melted"), Err(ProviderError::Internal(_))));
-        assert_eq!(terminate_outcome(Some("terminating")), TerminateOutcome::Terminating);
-        assert_eq!(terminate_outcome(Some("terminated")), TerminateOutcome::Terminated);
+        assert!(matches!(
+            instance_state("melted"),
+            Err(ProviderError::Internal(_))
+        ));
+        assert_eq!(
+            terminate_outcome(Some("terminating")),
+            TerminateOutcome::Terminating
+        );
+        assert_eq!(
+            terminate_outcome(Some("terminated")),
+            TerminateOutcome::Terminated
+        );
         assert_eq!(terminate_outcome(None), TerminateOutcome::Terminating);
     }
 
@@ -328,13 +387,24 @@ mod tests {
             status: status.into(),
             name: Some(format!("tgp-{id}")),
             ip: (status == "active").then(|| "198.51.100.4".to_string()),
-            region: Some(Region { name: "us-east-1".into() }),
-            instance_type: Some(InstanceType { name: "gpu_8x_a100_80gb_sxm4".into(), price_cents_per_hour: Some(1432) }),
+            region: Some(Region {
+                name: "us-east-1".into(),
+            }),
+            instance_type: Some(InstanceType {
+                name: "gpu_8x_a100_80gb_sxm4".into(),
+                price_cents_per_hour: Some(1432),
+            }),
             tags: Some(
                 cluster
-                    .map(|c| ApiTag { key: "tgp:dio:scluster".into(), value: c.into() })
+                    .map(|c| ApiTag {
+                        key: "tgp:dio:scluster".into(),
+                        value: c.into(),
+                    })
                     .into_iter()
-                    .chain([ApiTag { key: "env:prod".into(), value: "x".into() }])
+                    .chain([ApiTag {
+                        key: "env:prod".into(),
+                        value: "x".into(),
+                    }])
                     .collect(),
             ),
         }
@@ -358,32 +428,84 @@ mod tests {
             &Tag::new("tgp.io/cluster", "c1"),
         )
         .unwrap();
-        let ids: Vec<_> = owned.iter().map(|i| (i.instance_id.as_str(), i.state)).collect();
-        assert_eq!(ids, [("a", InstanceState::Running), ("b", InstanceState::Terminated)]);
+        let ids: Vec<_> = owned
+            .iter()
+            .map(|i| (i.instance_id.as_str(), i.state))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("a", InstanceState::Running),
+                ("b", InstanceState::Terminated)
+            ]
+        );
     }
 
     fn body(code: &str) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({"error": {"code": code, "message": "m", "suggestion": "s"}})).unwrap()
+        serde_json::to_vec(
+            &serde_json::json!({"error": {"code": code, "message": "m", "suggestion": "s"}}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn classifies_documented_codes() {
-        assert!(matches!(api_error(401, None, &body("global/invalid-api-key")), ProviderError::Auth(m) if m == "m s (global/invalid-api-key)"));
-        assert!(matches!(api_error(403, None, &body("global/account-inactive")), ProviderError::Billing(_)));
-        assert!(matches!(api_error(400, None, &body("instance-operations/launch/insufficient-capacity")), ProviderError::Capacity(_)));
-        assert!(matches!(api_error(400, None, &body("global/quota-exceeded")), ProviderError::Quota(_)));
-        assert!(matches!(api_error(404, None, &body("global/object-does-not-exist")), ProviderError::NotFound(_)));
-        assert!(matches!(api_error(400, None, &body("global/invalid-parameters")), ProviderError::InvalidRequest(f) if f.field == "request"));
-        assert!(matches!(api_error(500, None, &body("global/internal-error")), ProviderError::Transient(_)));
-        assert!(matches!(api_error(502, None, &body("provider/internal-unavailable")), ProviderError::Transient(_)));
-        assert_eq!(api_error(429, Some(1000), b"slow down"), ProviderError::RateLimited(Some(1000)));
-        assert_eq!(api_error(429, None, &body("global/too-many-requests")), ProviderError::RateLimited(None));
-        assert!(matches!(api_error(418, None, b"teapot"), ProviderError::Internal(m) if m.contains("teapot")));
-        assert!(matches!(api_error(503, None, b"<html>"), ProviderError::Transient(_)));
+        assert!(
+            matches!(api_error(401, None, &body("global/invalid-api-key")), ProviderError::Auth(m) if m == "m s (global/invalid-api-key)")
+        );
+        assert!(matches!(
+            api_error(403, None, &body("global/account-inactive")),
+            ProviderError::Billing(_)
+        ));
+        assert!(matches!(
+            api_error(
+                400,
+                None,
+                &body("instance-operations/launch/insufficient-capacity")
+            ),
+            ProviderError::Capacity(_)
+        ));
+        assert!(matches!(
+            api_error(400, None, &body("global/quota-exceeded")),
+            ProviderError::Quota(_)
+        ));
+        assert!(matches!(
+            api_error(404, None, &body("global/object-does-not-exist")),
+            ProviderError::NotFound(_)
+        ));
+        assert!(
+            matches!(api_error(400, None, &body("global/invalid-parameters")), ProviderError::InvalidRequest(f) if f.field == "request")
+        );
+        assert!(matches!(
+            api_error(500, None, &body("global/internal-error")),
+            ProviderError::Transient(_)
+        ));
+        assert!(matches!(
+            api_error(502, None, &body("provider/internal-unavailable")),
+            ProviderError::Transient(_)
+        ));
+        assert_eq!(
+            api_error(429, Some(1000), b"slow down"),
+            ProviderError::RateLimited(Some(1000))
+        );
+        assert_eq!(
+            api_error(429, None, &body("global/too-many-requests")),
+            ProviderError::RateLimited(None)
+        );
+        assert!(
+            matches!(api_error(418, None, b"teapot"), ProviderError::Internal(m) if m.contains("teapot"))
+        );
+        assert!(matches!(
+            api_error(503, None, b"<html>"),
+            ProviderError::Transient(_)
+        ));
         assert!(matches!(
             launch_error(api_error(404, None, &body("global/object-does-not-exist"))),
             ProviderError::InvalidRequest(f) if f.field == "ssh_key_name"
         ));
-        assert!(matches!(launch_error(ProviderError::capacity("x")), ProviderError::Capacity(_)));
+        assert!(matches!(
+            launch_error(ProviderError::capacity("x")),
+            ProviderError::Capacity(_)
+        ));
     }
 }

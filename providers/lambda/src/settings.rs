@@ -51,7 +51,10 @@ impl Settings {
         if host.is_none_or(str::is_empty) {
             return Err(ProviderError::invalid(
                 "base_url",
-                format!("`{}` is not an http(s) URL such as {DEFAULT_BASE_URL}", self.base_url),
+                format!(
+                    "`{}` is not an http(s) URL such as {DEFAULT_BASE_URL}",
+                    self.base_url
+                ),
             ));
         }
         self.base_url = url.to_string();
@@ -61,9 +64,8 @@ impl Settings {
                 "must name a secret, e.g. api_key",
             ));
         }
-        let blank_to_none = |v: Option<String>| {
-            v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-        };
+        let blank_to_none =
+            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         self.ssh_key_name = blank_to_none(self.ssh_key_name);
         self.image_family = blank_to_none(self.image_family);
         self.image_id = blank_to_none(self.image_id);
@@ -118,14 +120,24 @@ mod tests {
     #[test]
     fn defaults_point_at_lambda() {
         let s = load(&[]).unwrap();
-        assert_eq!(s.url("/instance-types"), "https://cloud.lambda.ai/api/v1/instance-types");
+        assert_eq!(
+            s.url("/instance-types"),
+            "https://cloud.lambda.ai/api/v1/instance-types"
+        );
         assert_eq!(s.api_key_secret, "api_key");
-        assert!(matches!(s.require_ssh_key(), Err(ProviderError::InvalidRequest(f)) if f.field == "ssh_key_name"));
+        assert!(
+            matches!(s.require_ssh_key(), Err(ProviderError::InvalidRequest(f)) if f.field == "ssh_key_name")
+        );
     }
 
     #[test]
     fn keys_are_validated_and_named() {
-        let s = load(&[("base_url", "http://127.0.0.1:9/"), ("ssh_key_name", " tgp "), ("image_family", " ")]).unwrap();
+        let s = load(&[
+            ("base_url", "http://127.0.0.1:9/"),
+            ("ssh_key_name", " tgp "),
+            ("image_family", " "),
+        ])
+        .unwrap();
         assert_eq!(s.url("/instances"), "http://127.0.0.1:9/api/v1/instances");
         assert_eq!(s.require_ssh_key(), Ok("tgp"));
         assert_eq!(s.image_family, None);
@@ -134,7 +146,10 @@ mod tests {
             (vec![("api_key_secret", "")], "api_key_secret"),
             (vec![("image_family", "a"), ("image_id", "b")], "image_id"),
         ] {
-            assert!(matches!(load(&pairs), Err(ProviderError::InvalidRequest(f)) if f.field == key), "{key}");
+            assert!(
+                matches!(load(&pairs), Err(ProviderError::InvalidRequest(f)) if f.field == key),
+                "{key}"
+            );
         }
     }
 

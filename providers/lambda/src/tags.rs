@@ -106,14 +106,26 @@ mod tests {
         b.len() >= 2
             && b.len() <= MAX_KEY
             && b[0].is_ascii_lowercase()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b':')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b':')
     }
 
     #[test]
     fn engine_keys_escape_readably_and_validly() {
         assert_eq!(encode_key("tgp.io/cluster"), "tgp:dio:scluster");
         assert_eq!(encode_key("tgp.io/request-uid"), "tgp:dio:srequest-uid");
-        for key in ["tgp.io/cluster", "tgp.io/request-uid", "tgp.io/request", "a", "9lives", "Owner", ".x", "é/ü", "a:b", "x"] {
+        for key in [
+            "tgp.io/cluster",
+            "tgp.io/request-uid",
+            "tgp.io/request",
+            "a",
+            "9lives",
+            "Owner",
+            ".x",
+            "é/ü",
+            "a:b",
+            "x",
+        ] {
             let encoded = encode_key(key);
             assert!(lambda_key_is_valid(&encoded), "{key} -> {encoded}");
             assert_eq!(decode_key(&encoded).as_deref(), Some(key), "{encoded}");
@@ -130,13 +142,20 @@ mod tests {
 
     #[test]
     fn tags_round_trip_or_refuse() {
-        let tags = vec![Tag::new("tgp.io/cluster", "c1"), Tag::new("tgp.io/request", "ns/name")];
+        let tags = vec![
+            Tag::new("tgp.io/cluster", "c1"),
+            Tag::new("tgp.io/request", "ns/name"),
+        ];
         let api = encode(&tags).unwrap();
         assert_eq!(api[0].key, "tgp:dio:scluster");
         assert_eq!(decode(&api), tags);
         let long_key = Tag::new("k".repeat(56), "v");
-        assert!(matches!(encode(&[long_key]), Err(ProviderError::InvalidRequest(f)) if f.field == "tags"));
+        assert!(
+            matches!(encode(&[long_key]), Err(ProviderError::InvalidRequest(f)) if f.field == "tags")
+        );
         let long_value = Tag::new("k", "v".repeat(129));
-        assert!(matches!(encode(&[long_value]), Err(ProviderError::InvalidRequest(f)) if f.field == "tags"));
+        assert!(
+            matches!(encode(&[long_value]), Err(ProviderError::InvalidRequest(f)) if f.field == "tags")
+        );
     }
 }

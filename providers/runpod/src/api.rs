@@ -202,7 +202,10 @@ mod tests {
         )
         .unwrap();
         let t = &data.gpu_types.unwrap()[0];
-        assert_eq!(t.lowest_price.as_ref().unwrap().stock_status.as_deref(), Some("High"));
+        assert_eq!(
+            t.lowest_price.as_ref().unwrap().stock_status.as_deref(),
+            Some("High")
+        );
         let pod: PodData = serde_json::from_str(
             r#"{"pod": {"id": "50qynxzilsxoey", "name": "tgp-1", "desiredStatus": "RUNNING", "costPerHr": 2.99,
                 "gpuCount": 1, "env": ["JUPYTER_PASSWORD=x"], "runtime": null, "machine": {"gpuDisplayName": "H100 SXM"}}}"#,
@@ -238,7 +241,10 @@ mod tests {
             docker_args: String::new(),
             ports: "22/tcp".into(),
             support_public_ip: true,
-            env: vec![EnvVar { key: "K".into(), value: "V".into() }],
+            env: vec![EnvVar {
+                key: "K".into(),
+                value: "V".into(),
+            }],
             deploy_cost: None,
             bid_per_gpu: Some(0.2),
         };

@@ -114,7 +114,9 @@ impl Client {
 
     /// `myself { clientBalance currentSpendPerHr }`.
     pub fn balance(&self) -> Result<Myself, ProviderError> {
-        Ok(self.call::<MyselfData>(api::BALANCE_QUERY, json!({}))?.myself)
+        Ok(self
+            .call::<MyselfData>(api::BALANCE_QUERY, json!({}))?
+            .myself)
     }
 
     /// `myself { pods { ... } }`.
@@ -148,15 +150,30 @@ pub fn deploy_input(
         return Err(ProviderError::invalid("instance-name", "must not be empty"));
     }
     let mut env = vec![
-        EnvVar { key: tags::TAGS_VAR.into(), value: tags::encode(&req.tags) },
-        EnvVar { key: tags::GPU_VAR.into(), value: canonical.into() },
-        EnvVar { key: tags::REGION_VAR.into(), value: req.offer.region.clone() },
+        EnvVar {
+            key: tags::TAGS_VAR.into(),
+            value: tags::encode(&req.tags),
+        },
+        EnvVar {
+            key: tags::GPU_VAR.into(),
+            value: canonical.into(),
+        },
+        EnvVar {
+            key: tags::REGION_VAR.into(),
+            value: req.offer.region.clone(),
+        },
     ];
     if let Some(user_data) = &req.user_data {
-        env.push(EnvVar { key: tags::USER_DATA_VAR.into(), value: user_data.clone() });
+        env.push(EnvVar {
+            key: tags::USER_DATA_VAR.into(),
+            value: user_data.clone(),
+        });
     }
     let (deploy_cost, bid_per_gpu) = if req.offer.spot {
-        (None, Some(mapping::usd_float(mapping::bid_per_gpu(&req.offer)?)))
+        (
+            None,
+            Some(mapping::usd_float(mapping::bid_per_gpu(&req.offer)?)),
+        )
     } else {
         (Some(mapping::usd_float(req.offer.price_per_hour)), None)
     };
@@ -190,7 +207,10 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        config::from_pairs::<Settings>(Vec::new()).unwrap().validated().unwrap()
+        config::from_pairs::<Settings>(Vec::new())
+            .unwrap()
+            .validated()
+            .unwrap()
     }
 
     fn request(spot: bool) -> LaunchRequest {
@@ -213,7 +233,13 @@ mod tests {
 
     #[test]
     fn on_demand_input_carries_name_tags_and_ceiling() {
-        let input = deploy_input(&settings(), &request(false), "H100-SXM", "NVIDIA H100 80GB HBM3").unwrap();
+        let input = deploy_input(
+            &settings(),
+            &request(false),
+            "H100-SXM",
+            "NVIDIA H100 80GB HBM3",
+        )
+        .unwrap();
         assert_eq!(input.name, "tgp-abc-1");
         assert_eq!(input.gpu_count, 2);
         assert_eq!(input.cloud_type, "SECURE");
@@ -221,9 +247,19 @@ mod tests {
         assert_eq!(input.deploy_cost, Some(5.98));
         assert_eq!(input.bid_per_gpu, None);
         assert_eq!(input.image_name, crate::settings::DEFAULT_IMAGE);
-        let env: Vec<String> = input.env.iter().map(|e| format!("{}={}", e.key, e.value)).collect();
-        assert_eq!(tags::decode(tags::env_value(&env, tags::TAGS_VAR).unwrap()), [Tag::new("tgp.io/cluster", "c1")]);
-        assert_eq!(tags::env_value(&env, tags::USER_DATA_VAR), Some("#!/bin/sh\necho hi"));
+        let env: Vec<String> = input
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.key, e.value))
+            .collect();
+        assert_eq!(
+            tags::decode(tags::env_value(&env, tags::TAGS_VAR).unwrap()),
+            [Tag::new("tgp.io/cluster", "c1")]
+        );
+        assert_eq!(
+            tags::env_value(&env, tags::USER_DATA_VAR),
+            Some("#!/bin/sh\necho hi")
+        );
     }
 
     #[test]
@@ -240,13 +276,18 @@ mod tests {
     fn bad_requests_are_refused_before_any_call() {
         let mut req = request(false);
         req.instance_name = " ".into();
-        assert!(matches!(deploy_input(&settings(), &req, "H100-SXM", "x"), Err(ProviderError::InvalidRequest(f)) if f.field == "instance-name"));
+        assert!(
+            matches!(deploy_input(&settings(), &req, "H100-SXM", "x"), Err(ProviderError::InvalidRequest(f)) if f.field == "instance-name")
+        );
     }
 
     #[test]
     fn sending_natively_fails_cleanly() {
         let client = Client::new(settings());
         assert!(matches!(client.balance(), Err(ProviderError::Internal(_))));
-        assert!(matches!(client.terminate("p"), Err(ProviderError::Internal(_))));
+        assert!(matches!(
+            client.terminate("p"),
+            Err(ProviderError::Internal(_))
+        ));
     }
 }

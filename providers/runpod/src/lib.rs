@@ -54,8 +54,13 @@ impl Provider for RunpodProvider {
             return Ok(Vec::new());
         };
         let answers = client.gpu_types(&spec, gpu_id)?;
-        let (offers, skipped) =
-            mapping::select_offers(&spec, canonical, gpu_id, client.settings().cloud()?, answers);
+        let (offers, skipped) = mapping::select_offers(
+            &spec,
+            canonical,
+            gpu_id,
+            client.settings().cloud()?,
+            answers,
+        );
         for note in skipped {
             warn!("skipping a RunPod price that could not be read: {note}");
         }
@@ -65,7 +70,10 @@ impl Provider for RunpodProvider {
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
         let canonical = catalog::require(&req.offer.gpu_type)?;
         let gpu_id = catalog::runpod_id(canonical).ok_or_else(|| {
-            ProviderError::invalid("offer.gpu-type", format!("RunPod does not offer {canonical}"))
+            ProviderError::invalid(
+                "offer.gpu-type",
+                format!("RunPod does not offer {canonical}"),
+            )
         })?;
         let client = client()?;
         let pod = client.deploy(&req, canonical, gpu_id)?;
@@ -108,8 +116,16 @@ impl Provider for RunpodProvider {
 
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
         let owned = mapping::owned_instances(client()?.pods()?, &owner)?;
-        let live = owned.iter().filter(|i| i.state != InstanceState::Terminated).count();
-        info!("{} pods owned by {}={} ({live} live)", owned.len(), owner.key, owner.value);
+        let live = owned
+            .iter()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .count();
+        info!(
+            "{} pods owned by {}={} ({live} live)",
+            owned.len(),
+            owner.key,
+            owner.value
+        );
         Ok(owned)
     }
 }
@@ -126,23 +142,37 @@ mod tests {
         assert_eq!(info.name, "runpod");
         assert_eq!(info.supported_operations, Operation::ALL.to_vec());
         assert!(info.capabilities.spot && info.capabilities.balance);
-        assert_eq!(info.capabilities.bootstrap, [BootstrapDelivery::ContainerOnly]);
+        assert_eq!(
+            info.capabilities.bootstrap,
+            [BootstrapDelivery::ContainerOnly]
+        );
     }
 
     #[test]
     fn unknown_gpus_are_refused_before_any_call() {
         let err = RunpodProvider::quote(GpuSpec::new("H100", 1)).unwrap_err();
-        assert!(matches!(&err, ProviderError::InvalidRequest(f) if f.field == "gpu-type" && f.reason.contains("H100-SXM")), "{err:?}");
-        assert!(matches!(RunpodProvider::quote(GpuSpec::new("H100-SXM", 0)), Err(ProviderError::InvalidRequest(f)) if f.field == "count"));
+        assert!(
+            matches!(&err, ProviderError::InvalidRequest(f) if f.field == "gpu-type" && f.reason.contains("H100-SXM")),
+            "{err:?}"
+        );
+        assert!(
+            matches!(RunpodProvider::quote(GpuSpec::new("H100-SXM", 0)), Err(ProviderError::InvalidRequest(f)) if f.field == "count")
+        );
     }
 
     #[test]
     fn gpus_runpod_lacks_have_no_offers() {
-        assert_eq!(RunpodProvider::quote(GpuSpec::new("A100-40GB", 1)), Ok(Vec::new()));
+        assert_eq!(
+            RunpodProvider::quote(GpuSpec::new("A100-40GB", 1)),
+            Ok(Vec::new())
+        );
     }
 
     #[test]
     fn natively_calls_fail_cleanly() {
-        assert!(matches!(RunpodProvider::verify("p".into()), Err(ProviderError::Internal(_))));
+        assert!(matches!(
+            RunpodProvider::verify("p".into()),
+            Err(ProviderError::Internal(_))
+        ));
     }
 }

@@ -19,10 +19,7 @@ use crate::tags;
 pub const ANY_REGION: &str = "any";
 
 /// What RunPod says when a deploy cannot be placed (observed messages, research notes §1.3).
-const CAPACITY_MESSAGES: &[&str] = &[
-    "no longer any instances available",
-    "not enough free gpus",
-];
+const CAPACITY_MESSAGES: &[&str] = &["no longer any instances available", "not enough free gpus"];
 /// RunPod's generic failure: worth retrying.
 const SOMETHING_WENT_WRONG: &str = "something went wrong";
 /// The answer to terminating an unknown pod.
@@ -102,7 +99,10 @@ pub fn select_offers(
                 continue;
             }
             let too_many = t.max_gpu_count.is_some_and(|max| spec.count > max);
-            let stock = t.lowest_price.as_ref().and_then(|l| l.stock_status.as_deref());
+            let stock = t
+                .lowest_price
+                .as_ref()
+                .and_then(|l| l.stock_status.as_deref());
             offers.push(Offer {
                 offer_id: offer_id(gpu_id, spec.count, &region, spec.spot),
                 gpu_type: canonical.to_string(),
@@ -331,8 +331,14 @@ mod tests {
             env: Some(env),
             runtime: runtime.then(|| Runtime {
                 ports: Some(vec![
-                    RuntimePort { ip: Some("100.65.0.2".into()), is_ip_public: Some(false) },
-                    RuntimePort { ip: Some("203.0.113.9".into()), is_ip_public: Some(true) },
+                    RuntimePort {
+                        ip: Some("100.65.0.2".into()),
+                        is_ip_public: Some(false),
+                    },
+                    RuntimePort {
+                        ip: Some("203.0.113.9".into()),
+                        is_ip_public: Some(true),
+                    },
                 ]),
             }),
         }
@@ -356,8 +362,14 @@ mod tests {
             H100,
             CloudType::Secure,
             vec![
-                ("US-KS-2".into(), vec![gpu_type(json!(1.5), json!(2.99), Some("High"))]),
-                ("EU-RO-1".into(), vec![gpu_type(json!(1.5), json!(2.49), None)]),
+                (
+                    "US-KS-2".into(),
+                    vec![gpu_type(json!(1.5), json!(2.99), Some("High"))],
+                ),
+                (
+                    "EU-RO-1".into(),
+                    vec![gpu_type(json!(1.5), json!(2.49), None)],
+                ),
             ],
         );
         assert!(skipped.is_empty());
@@ -367,7 +379,10 @@ mod tests {
         assert_eq!(offers[0].availability, Availability::Unavailable);
         assert_eq!(offers[1].price_per_hour, 5_980_000);
         assert_eq!(offers[1].availability, Availability::Available);
-        assert_eq!(offers[1].offer_id, "NVIDIA H100 80GB HBM3|2|US-KS-2|on-demand");
+        assert_eq!(
+            offers[1].offer_id,
+            "NVIDIA H100 80GB HBM3|2|US-KS-2|on-demand"
+        );
         assert_eq!(offers[1].gpu_type, "H100-SXM");
         assert_eq!(regions_to_price(&spec), ["US-KS-2", "EU-RO-1"]);
     }
@@ -387,7 +402,11 @@ mod tests {
         assert_eq!(offers[0].price_per_hour, 3_000_000);
         assert_eq!(offers[0].availability, Availability::Limited);
         spec.max_price_per_hour = Some(2_999_999);
-        assert!(select_offers(&spec, "H100-SXM", H100, CloudType::All, answers).0.is_empty());
+        assert!(
+            select_offers(&spec, "H100-SXM", H100, CloudType::All, answers)
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
@@ -414,10 +433,16 @@ mod tests {
         );
         assert_eq!(skipped.len(), 1);
         // 9 GPUs is above maxGpuCount 8: listed, but unavailable; list price fallback = community.
-        let prices: Vec<_> = offers.iter().map(|o| (o.price_per_hour, o.availability)).collect();
+        let prices: Vec<_> = offers
+            .iter()
+            .map(|o| (o.price_per_hour, o.availability))
+            .collect();
         assert_eq!(
             prices,
-            [(18_000_000, Availability::Unavailable), (21_510_000, Availability::Unavailable)]
+            [
+                (18_000_000, Availability::Unavailable),
+                (21_510_000, Availability::Unavailable)
+            ]
         );
         assert!(regions_to_price(&GpuSpec::new("x", 1)) == [ANY_REGION]);
     }
@@ -443,19 +468,40 @@ mod tests {
 
     #[test]
     fn pod_states() {
-        assert_eq!(instance_state(Some("RUNNING"), true), Ok(InstanceState::Running));
+        assert_eq!(
+            instance_state(Some("RUNNING"), true),
+            Ok(InstanceState::Running)
+        );
         // Billed but never started: still booting, the engine's timeout decides.
-        assert_eq!(instance_state(Some("RUNNING"), false), Ok(InstanceState::Booting));
-        assert_eq!(instance_state(Some("CREATED"), false), Ok(InstanceState::Pending));
-        assert_eq!(instance_state(Some("EXITED"), false), Ok(InstanceState::Failed));
-        assert_eq!(instance_state(Some("TERMINATED"), true), Ok(InstanceState::Terminated));
-        assert!(matches!(instance_state(Some("EXPLODED"), true), Err(ProviderError::Internal(m)) if m.contains("EXPLODED")));
+        assert_eq!(
+            instance_state(Some("RUNNING"), false),
+            Ok(InstanceState::Booting)
+        );
+        assert_eq!(
+            instance_state(Some("CREATED"), false),
+            Ok(InstanceState::Pending)
+        );
+        assert_eq!(
+            instance_state(Some("EXITED"), false),
+            Ok(InstanceState::Failed)
+        );
+        assert_eq!(
+            instance_state(Some("TERMINATED"), true),
+            Ok(InstanceState::Terminated)
+        );
+        assert!(
+            matches!(instance_state(Some("EXPLODED"), true), Err(ProviderError::Internal(m)) if m.contains("EXPLODED"))
+        );
     }
 
     #[test]
     fn pods_become_instances_with_their_tags() {
         let env = vec![
-            format!("{}={}", tags::TAGS_VAR, tags::encode(&[Tag::new("tgp.io/cluster", "c1")])),
+            format!(
+                "{}={}",
+                tags::TAGS_VAR,
+                tags::encode(&[Tag::new("tgp.io/cluster", "c1")])
+            ),
             format!("{}=H100-SXM", tags::GPU_VAR),
             format!("{}=US-KS-2", tags::REGION_VAR),
         ];
@@ -467,38 +513,75 @@ mod tests {
         assert_eq!(i.region.as_deref(), Some("US-KS-2"));
         assert_eq!(i.tags, [Tag::new("tgp.io/cluster", "c1")]);
         let booting = to_instance(pod("RUNNING", false, vec![])).unwrap();
-        assert_eq!((booting.state, booting.public_ip), (InstanceState::Booting, None));
+        assert_eq!(
+            (booting.state, booting.public_ip),
+            (InstanceState::Booting, None)
+        );
     }
 
     #[test]
     fn owned_pods_are_filtered_client_side() {
         let mine = |id: &str, value: &str, status: &str| {
-            let mut p = pod(status, false, vec![format!(
-                "{}={}",
-                tags::TAGS_VAR,
-                tags::encode(&[Tag::new("tgp.io/cluster", value)])
-            )]);
+            let mut p = pod(
+                status,
+                false,
+                vec![format!(
+                    "{}={}",
+                    tags::TAGS_VAR,
+                    tags::encode(&[Tag::new("tgp.io/cluster", value)])
+                )],
+            );
             p.id = id.into();
             p
         };
         let mut untagged = pod("RUNNING", true, vec!["TGP_TAGS=garbage".into()]);
         untagged.id = "x".into();
         let owned = owned_instances(
-            vec![mine("a", "c1", "RUNNING"), mine("b", "c2", "RUNNING"), mine("c", "c1", "TERMINATED"), untagged],
+            vec![
+                mine("a", "c1", "RUNNING"),
+                mine("b", "c2", "RUNNING"),
+                mine("c", "c1", "TERMINATED"),
+                untagged,
+            ],
             &Tag::new("tgp.io/cluster", "c1"),
         )
         .unwrap();
-        let ids: Vec<_> = owned.iter().map(|i| (i.instance_id.as_str(), i.state)).collect();
-        assert_eq!(ids, [("a", InstanceState::Booting), ("c", InstanceState::Terminated)]);
+        let ids: Vec<_> = owned
+            .iter()
+            .map(|i| (i.instance_id.as_str(), i.state))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("a", InstanceState::Booting),
+                ("c", InstanceState::Terminated)
+            ]
+        );
     }
 
     #[test]
     fn balances() {
-        let m = |b: Value, s: Value| Myself { client_balance: Some(b), current_spend_per_hr: Some(s), pods: None };
-        assert_eq!(balance(&m(json!(100.5), json!(2.99))), Ok(Balance::amount(100_500_000, Some(2_990_000))));
-        assert_eq!(balance(&m(json!(-3.2), Value::Null)), Ok(Balance::amount(0, None)));
-        assert!(matches!(balance(&m(Value::Null, Value::Null)), Err(ProviderError::Internal(_))));
-        assert!(matches!(balance(&m(json!("lots"), Value::Null)), Err(ProviderError::Internal(_))));
+        let m = |b: Value, s: Value| Myself {
+            client_balance: Some(b),
+            current_spend_per_hr: Some(s),
+            pods: None,
+        };
+        assert_eq!(
+            balance(&m(json!(100.5), json!(2.99))),
+            Ok(Balance::amount(100_500_000, Some(2_990_000)))
+        );
+        assert_eq!(
+            balance(&m(json!(-3.2), Value::Null)),
+            Ok(Balance::amount(0, None))
+        );
+        assert!(matches!(
+            balance(&m(Value::Null, Value::Null)),
+            Err(ProviderError::Internal(_))
+        ));
+        assert!(matches!(
+            balance(&m(json!("lots"), Value::Null)),
+            Err(ProviderError::Internal(_))
+        ));
     }
 
     fn errors(message: &str) -> GraphqlError {
@@ -517,19 +600,36 @@ mod tests {
             "There are not enough free GPUs on the host machine to start this pod.",
             "Your bid price is below the minimum bid price for this GPU type.",
         ] {
-            assert!(matches!(graphql_error(errors(capacity)), ProviderError::Capacity(_)), "{capacity}");
+            assert!(
+                matches!(graphql_error(errors(capacity)), ProviderError::Capacity(_)),
+                "{capacity}"
+            );
         }
-        assert!(matches!(graphql_error(errors("Insufficient balance")), ProviderError::Billing(_)));
         assert!(matches!(
-            graphql_error(errors("Something went wrong. Please try again later or contact support.")),
+            graphql_error(errors("Insufficient balance")),
+            ProviderError::Billing(_)
+        ));
+        assert!(matches!(
+            graphql_error(errors(
+                "Something went wrong. Please try again later or contact support."
+            )),
             ProviderError::Transient(_)
         ));
-        assert!(matches!(graphql_error(errors("weird")), ProviderError::Internal(_)));
         assert!(matches!(
-            graphql_error(GraphqlError::Status(ProviderError::rate_limited(Some(2000)))),
+            graphql_error(errors("weird")),
+            ProviderError::Internal(_)
+        ));
+        assert!(matches!(
+            graphql_error(GraphqlError::Status(ProviderError::rate_limited(Some(
+                2000
+            )))),
             ProviderError::RateLimited(Some(2000))
         ));
-        assert!(is_unknown_pod_on_terminate(&errors("pod not found to terminate")));
-        assert!(!is_unknown_pod_on_terminate(&errors("Something went wrong")));
+        assert!(is_unknown_pod_on_terminate(&errors(
+            "pod not found to terminate"
+        )));
+        assert!(!is_unknown_pod_on_terminate(&errors(
+            "Something went wrong"
+        )));
     }
 }

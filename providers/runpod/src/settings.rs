@@ -99,7 +99,10 @@ impl Settings {
         self.cloud_type = self.cloud_type.trim().to_ascii_uppercase();
         self.cloud()?;
         if self.image.trim().is_empty() {
-            return Err(ProviderError::invalid("image", "must name a container image"));
+            return Err(ProviderError::invalid(
+                "image",
+                "must name a container image",
+            ));
         }
         Ok(self)
     }

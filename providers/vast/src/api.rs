@@ -154,7 +154,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(offers.offers[0].gpu_name, "RTX 4090");
-        let ok: CreateAnswer = serde_json::from_str(r#"{"success": true, "new_contract": 1234568}"#).unwrap();
+        let ok: CreateAnswer =
+            serde_json::from_str(r#"{"success": true, "new_contract": 1234568}"#).unwrap();
         assert_eq!(ok.contract(), Some(1234568));
         let bid: CreateAnswer = serde_json::from_str(
             r#"{"success": false, "error": "insufficient_bid", "msg": "x", "new_contract": "77", "ask_id": 1}"#,
@@ -167,7 +168,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.instances.unwrap().actual_status, None);
-        let err: ApiError = serde_json::from_str(r#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#).unwrap();
+        let err: ApiError = serde_json::from_str(
+            r#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#,
+        )
+        .unwrap();
         assert!(err.detail.is_some());
     }
 }

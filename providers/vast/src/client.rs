@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use tgp_provider_sdk::http::{self, RequestBuilder, Response};
 use tgp_provider_sdk::{LaunchRequest, ProviderError, error, warn};
 
-use crate::api::{CreateAnswer, CreateBody, Instances, OneInstance, Offers, User, VastInstance, VastOffer};
+use crate::api::{
+    CreateAnswer, CreateBody, Instances, Offers, OneInstance, User, VastInstance, VastOffer,
+};
 use crate::mapping;
 use crate::settings::Settings;
 use crate::tags;
@@ -35,7 +37,10 @@ pub enum Lookup<T> {
 pub enum CreateOutcome {
     Created(u64),
     /// An error; `leftover` is an instance Vast created anyway (the low-bid quirk).
-    Failed { error: ProviderError, leftover: Option<u64> },
+    Failed {
+        error: ProviderError,
+        leftover: Option<u64>,
+    },
 }
 
 impl Client {
@@ -69,8 +74,14 @@ impl Client {
             .send()?;
         match create_outcome(&resp) {
             CreateOutcome::Created(id) => Ok(id),
-            CreateOutcome::Failed { error, leftover: None } => Err(error),
-            CreateOutcome::Failed { error: failure, leftover: Some(id) } => {
+            CreateOutcome::Failed {
+                error,
+                leftover: None,
+            } => Err(error),
+            CreateOutcome::Failed {
+                error: failure,
+                leftover: Some(id),
+            } => {
                 warn!("Vast refused ask {ask} but created instance {id}: destroying it now");
                 match self.destroy(id) {
                     Ok(_) => {}
@@ -86,7 +97,9 @@ impl Client {
 
     /// `GET /instances/{id}/`.
     pub fn instance(&self, id: u64) -> Result<Lookup<VastInstance>, ProviderError> {
-        let resp = self.request(http::get, &format!("/instances/{id}/")).send()?;
+        let resp = self
+            .request(http::get, &format!("/instances/{id}/"))
+            .send()?;
         match lookup(resp)? {
             Lookup::Found(resp) => Ok(match resp.json::<OneInstance>()?.instances {
                 Some(instance) => Lookup::Found(instance),
@@ -98,7 +111,9 @@ impl Client {
 
     /// `DELETE /instances/{id}/`.
     pub fn destroy(&self, id: u64) -> Result<Lookup<()>, ProviderError> {
-        let resp = self.request(http::delete, &format!("/instances/{id}/")).send()?;
+        let resp = self
+            .request(http::delete, &format!("/instances/{id}/"))
+            .send()?;
         Ok(match lookup(resp)? {
             Lookup::Found(_) => Lookup::Found(()),
             Lookup::Missing => Lookup::Missing,
@@ -107,7 +122,10 @@ impl Client {
 
     /// `GET /instances/?owner=me`.
     pub fn instances(&self) -> Result<Vec<VastInstance>, ProviderError> {
-        let resp = self.request(http::get, "/instances/").query("owner", "me").send()?;
+        let resp = self
+            .request(http::get, "/instances/")
+            .query("owner", "me")
+            .send()?;
         Ok(expect_ok(resp)?.json::<Instances>()?.instances)
     }
 
@@ -123,7 +141,11 @@ fn expect_ok(resp: Response) -> Result<Response, ProviderError> {
     if resp.is_success() {
         Ok(resp)
     } else {
-        Err(mapping::api_error(resp.status, resp.retry_after_ms(), &resp.body))
+        Err(mapping::api_error(
+            resp.status,
+            resp.retry_after_ms(),
+            &resp.body,
+        ))
     }
 }
 
@@ -156,7 +178,10 @@ pub fn create_outcome(resp: &Response) -> CreateOutcome {
     } else {
         mapping::api_error(resp.status, resp.retry_after_ms(), &resp.body)
     };
-    CreateOutcome::Failed { error, leftover: contract }
+    CreateOutcome::Failed {
+        error,
+        leftover: contract,
+    }
 }
 
 /// The create body for a launch: image, our label (name and tags), disk, the bootstrap document
@@ -169,7 +194,11 @@ pub fn create_body(
     if req.instance_name.trim().is_empty() {
         return Err(ProviderError::invalid("instance-name", "must not be empty"));
     }
-    if req.user_data.as_ref().is_some_and(|u| u.chars().count() > MAX_ONSTART) {
+    if req
+        .user_data
+        .as_ref()
+        .is_some_and(|u| u.chars().count() > MAX_ONSTART)
+    {
         return Err(ProviderError::invalid(
             "user-data",
             format!("Vast runs at most {MAX_ONSTART} characters of onstart script"),
@@ -179,7 +208,10 @@ pub fn create_body(
         (false, _) => None,
         (true, Some(bid)) => Some(bid as f64 / 1_000_000.0),
         (true, None) => {
-            return Err(ProviderError::invalid("offer.offer-id", "a spot offer must carry its bid"));
+            return Err(ProviderError::invalid(
+                "offer.offer-id",
+                "a spot offer must carry its bid",
+            ));
         }
     };
     Ok(CreateBody {
@@ -204,7 +236,10 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        config::from_pairs::<Settings>(Vec::new()).unwrap().validated().unwrap()
+        config::from_pairs::<Settings>(Vec::new())
+            .unwrap()
+            .validated()
+            .unwrap()
     }
 
     fn request(spot: bool) -> LaunchRequest {
@@ -226,30 +261,67 @@ mod tests {
     }
 
     fn resp(status: u16, body: &str) -> Response {
-        Response { status, headers: vec![], body: body.as_bytes().to_vec() }
+        Response {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn create_answers() {
-        assert_eq!(create_outcome(&resp(200, r#"{"success": true, "new_contract": 1234568}"#)), CreateOutcome::Created(1234568));
+        assert_eq!(
+            create_outcome(&resp(200, r#"{"success": true, "new_contract": 1234568}"#)),
+            CreateOutcome::Created(1234568)
+        );
         let quirk = create_outcome(&resp(
             400,
             r#"{"success": false, "error": "insufficient_bid", "msg": "bid too low", "new_contract": 99, "ask_id": 7}"#,
         ));
-        assert!(matches!(quirk, CreateOutcome::Failed { error: ProviderError::Capacity(_), leftover: Some(99) }));
-        let quirk_200 = create_outcome(&resp(200, r#"{"success": false, "error": "insufficient_bid", "msg": "x", "new_contract": 5}"#));
-        assert!(matches!(quirk_200, CreateOutcome::Failed { leftover: Some(5), .. }));
         assert!(matches!(
-            create_outcome(&resp(410, r#"{"success": false, "error": "no_such_ask", "msg": "gone"}"#)),
-            CreateOutcome::Failed { error: ProviderError::Capacity(_), leftover: None }
+            quirk,
+            CreateOutcome::Failed {
+                error: ProviderError::Capacity(_),
+                leftover: Some(99)
+            }
+        ));
+        let quirk_200 = create_outcome(&resp(
+            200,
+            r#"{"success": false, "error": "insufficient_bid", "msg": "x", "new_contract": 5}"#,
         ));
         assert!(matches!(
-            create_outcome(&resp(429, r#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#)),
-            CreateOutcome::Failed { error: ProviderError::RateLimited(None), leftover: None }
+            quirk_200,
+            CreateOutcome::Failed {
+                leftover: Some(5),
+                ..
+            }
+        ));
+        assert!(matches!(
+            create_outcome(&resp(
+                410,
+                r#"{"success": false, "error": "no_such_ask", "msg": "gone"}"#
+            )),
+            CreateOutcome::Failed {
+                error: ProviderError::Capacity(_),
+                leftover: None
+            }
+        ));
+        assert!(matches!(
+            create_outcome(&resp(
+                429,
+                r#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#
+            )),
+            CreateOutcome::Failed {
+                error: ProviderError::RateLimited(None),
+                leftover: None
+            }
         ));
         assert!(matches!(
             create_outcome(&resp(200, r#"{"success": true}"#)),
-            CreateOutcome::Failed { error: ProviderError::Internal(_), leftover: None }
+            CreateOutcome::Failed {
+                error: ProviderError::Internal(_),
+                leftover: None
+            }
         ));
     }
 
@@ -259,7 +331,10 @@ mod tests {
         assert_eq!(od.price, None);
         assert_eq!(od.image, crate::settings::DEFAULT_IMAGE);
         assert_eq!(od.onstart.as_deref(), Some("echo hi"));
-        assert_eq!(tags::decode_label(&od.label), Some(("tgp-a-1".into(), vec![Tag::new("tgp.io/cluster", "c1")])));
+        assert_eq!(
+            tags::decode_label(&od.label),
+            Some(("tgp-a-1".into(), vec![Tag::new("tgp.io/cluster", "c1")]))
+        );
         let v = serde_json::to_value(&od).unwrap();
         assert!(v.get("price").is_none());
         let spot = create_body(&settings(), &request(true), Some(220_000)).unwrap();
@@ -267,13 +342,33 @@ mod tests {
         assert!(create_body(&settings(), &request(true), None).is_err());
         let mut long = request(false);
         long.user_data = Some("x".repeat(4097));
-        assert!(matches!(create_body(&settings(), &long, None), Err(ProviderError::InvalidRequest(f)) if f.field == "user-data"));
+        assert!(
+            matches!(create_body(&settings(), &long, None), Err(ProviderError::InvalidRequest(f)) if f.field == "user-data")
+        );
     }
 
     #[test]
     fn lookups_treat_not_found_as_missing() {
-        assert!(matches!(lookup(resp(404, r#"{"success":false,"error":"not_found","msg":"Instance not found"}"#)), Ok(Lookup::Missing)));
-        assert!(matches!(lookup(resp(404, r#"{"success":false,"error":"no_such_instance","msg":"x"}"#)), Ok(Lookup::Missing)));
-        assert!(matches!(lookup(resp(401, r#"{"success":false,"error":"auth_error","msg":"Invalid user key"}"#)), Err(ProviderError::Auth(_))));
+        assert!(matches!(
+            lookup(resp(
+                404,
+                r#"{"success":false,"error":"not_found","msg":"Instance not found"}"#
+            )),
+            Ok(Lookup::Missing)
+        ));
+        assert!(matches!(
+            lookup(resp(
+                404,
+                r#"{"success":false,"error":"no_such_instance","msg":"x"}"#
+            )),
+            Ok(Lookup::Missing)
+        ));
+        assert!(matches!(
+            lookup(resp(
+                401,
+                r#"{"success":false,"error":"auth_error","msg":"Invalid user key"}"#
+            )),
+            Err(ProviderError::Auth(_))
+        ));
     }
 }

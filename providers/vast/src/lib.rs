@@ -133,14 +133,25 @@ mod tests {
         assert_eq!(info.name, "vast");
         assert_eq!(info.supported_operations, Operation::ALL.to_vec());
         assert!(info.capabilities.spot && info.capabilities.balance);
-        assert_eq!(info.capabilities.bootstrap, [BootstrapDelivery::ContainerOnly]);
+        assert_eq!(
+            info.capabilities.bootstrap,
+            [BootstrapDelivery::ContainerOnly]
+        );
     }
 
     #[test]
     fn refuses_unknown_gpus_and_foreign_ids_without_calls() {
-        assert!(matches!(VastProvider::quote(GpuSpec::new("RTX 4090", 1)), Err(ProviderError::InvalidRequest(f)) if f.field == "gpu-type"));
-        assert!(matches!(VastProvider::verify("i-abc".into()), Err(ProviderError::NotFound(_))));
-        assert_eq!(VastProvider::terminate("i-abc".into()), Ok(TerminateOutcome::AlreadyGone));
+        assert!(
+            matches!(VastProvider::quote(GpuSpec::new("RTX 4090", 1)), Err(ProviderError::InvalidRequest(f)) if f.field == "gpu-type")
+        );
+        assert!(matches!(
+            VastProvider::verify("i-abc".into()),
+            Err(ProviderError::NotFound(_))
+        ));
+        assert_eq!(
+            VastProvider::terminate("i-abc".into()),
+            Ok(TerminateOutcome::AlreadyGone)
+        );
         assert!(matches!(VastProvider::launch(LaunchRequest {
             offer: Offer {
                 offer_id: "not-an-ask".into(),

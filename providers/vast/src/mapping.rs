@@ -133,8 +133,8 @@ pub fn select_offers(
             else {
                 return Ok(None);
             };
-            let bid = bid_with_margin(min_bid, settings.bid_margin_percent)
-                .ok_or("bid overflows")?;
+            let bid =
+                bid_with_margin(min_bid, settings.bid_margin_percent).ok_or("bid overflows")?;
             Ok(Some((bid.saturating_add(storage), Some(bid))))
         })();
         let (price, bid) = match priced {
@@ -243,7 +243,11 @@ pub fn balance(user: &User) -> Result<Balance, ProviderError> {
     let value = match (&user.credit, &user.balance) {
         (Some(v), _) if !v.is_null() => v,
         (_, Some(v)) if !v.is_null() => v,
-        _ => return Err(ProviderError::internal("Vast sent neither credit nor balance")),
+        _ => {
+            return Err(ProviderError::internal(
+                "Vast sent neither credit nor balance",
+            ));
+        }
     };
     match money::usd_from_json(value) {
         Ok(micros) => Ok(Balance::amount(micros, None)),
@@ -265,7 +269,11 @@ pub fn api_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Provi
         .or(parsed.message)
         .or(parsed.detail)
         .unwrap_or_else(|| body_snippet(body));
-    let message = if code.is_empty() { text.clone() } else { format!("{text} ({code})") };
+    let message = if code.is_empty() {
+        text.clone()
+    } else {
+        format!("{text} ({code})")
+    };
     let lower = text.to_ascii_lowercase();
     match code.as_str() {
         "auth_error" => ProviderError::auth(message),
@@ -295,7 +303,10 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        config::from_pairs::<Settings>(Vec::new()).unwrap().validated().unwrap()
+        config::from_pairs::<Settings>(Vec::new())
+            .unwrap()
+            .validated()
+            .unwrap()
     }
 
     fn offer(id: u64, name: &str, gpus: u32, total: f64, geo: &str) -> VastOffer {
@@ -349,7 +360,10 @@ mod tests {
                 bad,
             ],
         );
-        let got: Vec<_> = offers.iter().map(|o| (o.offer_id.as_str(), o.region.as_str(), o.price_per_hour)).collect();
+        let got: Vec<_> = offers
+            .iter()
+            .map(|o| (o.offer_id.as_str(), o.region.as_str(), o.price_per_hour))
+            .collect();
         assert_eq!(got, [("2", "CA", 350_000), ("1", "US", 400_000)]);
         assert_eq!(skipped.len(), 1);
     }
@@ -358,7 +372,12 @@ mod tests {
     fn spot_offers_bid_above_the_floor() {
         let mut spec = GpuSpec::new("RTX4090", 1);
         spec.spot = true;
-        let (offers, _) = select_offers(&spec, "RTX4090", &settings(), vec![offer(1, "RTX 4090", 1, 0.40, "Oslo, NO")]);
+        let (offers, _) = select_offers(
+            &spec,
+            "RTX4090",
+            &settings(),
+            vec![offer(1, "RTX 4090", 1, 0.40, "Oslo, NO")],
+        );
         // min_bid 0.20 + 10 % = 0.22, plus 0.01 storage.
         assert_eq!(offers[0].price_per_hour, 230_000);
         assert_eq!(offers[0].offer_id, "1:bid:220000");
@@ -375,7 +394,12 @@ mod tests {
         let mut big = offer(1, "A100 PCIE", 1, 1.0, "Texas, US");
         big.gpu_ram = Some(81920.0);
         let small = offer(2, "A100 PCIE", 1, 0.8, "Texas, US");
-        let (offers, _) = select_offers(&GpuSpec::new("A100-80GB", 1), "A100-80GB", &settings(), vec![big, small]);
+        let (offers, _) = select_offers(
+            &GpuSpec::new("A100-80GB", 1),
+            "A100-80GB",
+            &settings(),
+            vec![big, small],
+        );
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].offer_id, "1");
     }
@@ -383,7 +407,9 @@ mod tests {
     fn instance(actual: Option<&str>, intended: &str, cur: &str) -> VastInstance {
         VastInstance {
             id: 77,
-            label: Some(tags::encode_label("tgp-a-1", &[Tag::new("tgp.io/cluster", "c1")]).unwrap()),
+            label: Some(
+                tags::encode_label("tgp-a-1", &[Tag::new("tgp.io/cluster", "c1")]).unwrap(),
+            ),
             actual_status: actual.map(str::to_string),
             intended_status: Some(intended.into()),
             cur_state: Some(cur.into()),
@@ -399,18 +425,42 @@ mod tests {
     #[test]
     fn maps_statuses() {
         let state = |a: Option<&str>, i: &str, c: &str| instance_state(&instance(a, i, c));
-        assert_eq!(state(None, "running", "running"), Ok(InstanceState::Pending));
-        assert_eq!(state(Some("loading"), "running", "running"), Ok(InstanceState::Booting));
-        assert_eq!(state(Some("created"), "running", "running"), Ok(InstanceState::Booting));
-        assert_eq!(state(Some("running"), "running", "running"), Ok(InstanceState::Running));
-        assert_eq!(state(Some("exited"), "running", "running"), Ok(InstanceState::Failed));
+        assert_eq!(
+            state(None, "running", "running"),
+            Ok(InstanceState::Pending)
+        );
+        assert_eq!(
+            state(Some("loading"), "running", "running"),
+            Ok(InstanceState::Booting)
+        );
+        assert_eq!(
+            state(Some("created"), "running", "running"),
+            Ok(InstanceState::Booting)
+        );
+        assert_eq!(
+            state(Some("running"), "running", "running"),
+            Ok(InstanceState::Running)
+        );
+        assert_eq!(
+            state(Some("exited"), "running", "running"),
+            Ok(InstanceState::Failed)
+        );
         // Outbid spot instance.
-        assert_eq!(state(Some("stopped"), "stopped", "stopped"), Ok(InstanceState::Failed));
-        assert_eq!(state(Some("loading"), "stopped", "stopped"), Ok(InstanceState::Failed));
+        assert_eq!(
+            state(Some("stopped"), "stopped", "stopped"),
+            Ok(InstanceState::Failed)
+        );
+        assert_eq!(
+            state(Some("loading"), "stopped", "stopped"),
+            Ok(InstanceState::Failed)
+        );
         let mut oci = instance(Some("created"), "running", "running");
         oci.status_msg = Some("Error: OCI runtime create failed: x".into());
         assert_eq!(instance_state(&oci), Ok(InstanceState::Failed));
-        assert!(matches!(state(Some("melted"), "running", "running"), Err(ProviderError::Internal(_))));
+        assert!(matches!(
+            state(Some("melted"), "running", "running"),
+            Err(ProviderError::Internal(_))
+        ));
     }
 
     #[test]
@@ -428,7 +478,11 @@ mod tests {
         let mut other = instance(Some("running"), "running", "running");
         other.label = Some(tags::encode_label("x", &[Tag::new("tgp.io/cluster", "c2")]).unwrap());
         other.id = 79;
-        let owned = owned_instances(vec![instance(None, "running", "running"), foreign, other], &Tag::new("tgp.io/cluster", "c1")).unwrap();
+        let owned = owned_instances(
+            vec![instance(None, "running", "running"), foreign, other],
+            &Tag::new("tgp.io/cluster", "c1"),
+        )
+        .unwrap();
         assert_eq!(owned.len(), 1);
         assert_eq!(owned[0].instance_id, "77");
     }
@@ -436,28 +490,90 @@ mod tests {
     #[test]
     fn balances_prefer_credit() {
         let user = |credit: Option<Value>, balance: Option<Value>| User { credit, balance };
-        assert_eq!(balance(&user(Some(json!(12.5)), Some(json!(-12.5)))), Ok(Balance::amount(12_500_000, None)));
-        assert_eq!(balance(&user(None, Some(json!(3)))), Ok(Balance::amount(3_000_000, None)));
-        assert_eq!(balance(&user(Some(json!(-1.0)), None)), Ok(Balance::amount(0, None)));
-        assert!(matches!(balance(&user(None, None)), Err(ProviderError::Internal(_))));
+        assert_eq!(
+            balance(&user(Some(json!(12.5)), Some(json!(-12.5)))),
+            Ok(Balance::amount(12_500_000, None))
+        );
+        assert_eq!(
+            balance(&user(None, Some(json!(3)))),
+            Ok(Balance::amount(3_000_000, None))
+        );
+        assert_eq!(
+            balance(&user(Some(json!(-1.0)), None)),
+            Ok(Balance::amount(0, None))
+        );
+        assert!(matches!(
+            balance(&user(None, None)),
+            Err(ProviderError::Internal(_))
+        ));
     }
 
     #[test]
     fn classifies_vast_errors() {
-        let body = |error: &str, msg: &str| serde_json::to_vec(&json!({"success": false, "error": error, "msg": msg})).unwrap();
-        assert!(matches!(api_error(401, None, &body("auth_error", "Invalid user key")), ProviderError::Auth(_)));
-        assert_eq!(api_error(429, None, b"API requests too frequent"), ProviderError::RateLimited(None));
-        assert_eq!(api_error(429, None, br#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#), ProviderError::RateLimited(None));
-        assert!(matches!(api_error(410, None, &body("no_such_ask", "gone")), ProviderError::Capacity(_)));
-        assert!(matches!(api_error(404, None, &body("no_such_ask", "gone")), ProviderError::Capacity(_)));
-        assert!(matches!(api_error(400, None, &body("insufficient_bid", "low")), ProviderError::Capacity(_)));
-        assert!(matches!(api_error(400, None, &body("insufficient_credit", "Insufficient credits")), ProviderError::Billing(_)));
-        assert!(matches!(api_error(400, None, br#"{"msg": "Insufficient credits"}"#), ProviderError::Billing(_)));
-        assert!(matches!(api_error(400, None, &body("invalid_price", "p")), ProviderError::InvalidRequest(f) if f.field == "price"));
-        assert!(matches!(api_error(400, None, &body("invalid_args", "a")), ProviderError::InvalidRequest(f) if f.field == "request"));
-        assert!(matches!(api_error(404, None, &body("not_found", "Instance not found")), ProviderError::NotFound(_)));
-        assert!(matches!(api_error(404, None, &body("no_such_instance", "x")), ProviderError::NotFound(_)));
-        assert!(matches!(api_error(500, None, &body("server_error", "x")), ProviderError::Transient(_)));
-        assert!(matches!(api_error(409, None, b"?"), ProviderError::Internal(_)));
+        let body = |error: &str, msg: &str| {
+            serde_json::to_vec(&json!({"success": false, "error": error, "msg": msg})).unwrap()
+        };
+        assert!(matches!(
+            api_error(401, None, &body("auth_error", "Invalid user key")),
+            ProviderError::Auth(_)
+        ));
+        assert_eq!(
+            api_error(429, None, b"API requests too frequent"),
+            ProviderError::RateLimited(None)
+        );
+        assert_eq!(
+            api_error(
+                429,
+                None,
+                br#"{"detail": "API requests too frequent endpoint threshold=4.5"}"#
+            ),
+            ProviderError::RateLimited(None)
+        );
+        assert!(matches!(
+            api_error(410, None, &body("no_such_ask", "gone")),
+            ProviderError::Capacity(_)
+        ));
+        assert!(matches!(
+            api_error(404, None, &body("no_such_ask", "gone")),
+            ProviderError::Capacity(_)
+        ));
+        assert!(matches!(
+            api_error(400, None, &body("insufficient_bid", "low")),
+            ProviderError::Capacity(_)
+        ));
+        assert!(matches!(
+            api_error(
+                400,
+                None,
+                &body("insufficient_credit", "Insufficient credits")
+            ),
+            ProviderError::Billing(_)
+        ));
+        assert!(matches!(
+            api_error(400, None, br#"{"msg": "Insufficient credits"}"#),
+            ProviderError::Billing(_)
+        ));
+        assert!(
+            matches!(api_error(400, None, &body("invalid_price", "p")), ProviderError::InvalidRequest(f) if f.field == "price")
+        );
+        assert!(
+            matches!(api_error(400, None, &body("invalid_args", "a")), ProviderError::InvalidRequest(f) if f.field == "request")
+        );
+        assert!(matches!(
+            api_error(404, None, &body("not_found", "Instance not found")),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(
+            api_error(404, None, &body("no_such_instance", "x")),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(
+            api_error(500, None, &body("server_error", "x")),
+            ProviderError::Transient(_)
+        ));
+        assert!(matches!(
+            api_error(409, None, b"?"),
+            ProviderError::Internal(_)
+        ));
     }
 }

@@ -71,24 +71,42 @@ impl Settings {
         if host.is_none_or(str::is_empty) {
             return Err(ProviderError::invalid(
                 "base_url",
-                format!("`{}` is not an http(s) URL such as {DEFAULT_BASE_URL}", self.base_url),
+                format!(
+                    "`{}` is not an http(s) URL such as {DEFAULT_BASE_URL}",
+                    self.base_url
+                ),
             ));
         }
         self.base_url = url.to_string();
         if self.api_key_secret.trim().is_empty() {
-            return Err(ProviderError::invalid("api_key_secret", "must name a secret, e.g. api_key"));
+            return Err(ProviderError::invalid(
+                "api_key_secret",
+                "must name a secret, e.g. api_key",
+            ));
         }
         if self.image.trim().is_empty() {
-            return Err(ProviderError::invalid("image", "must name a container image"));
+            return Err(ProviderError::invalid(
+                "image",
+                "must name a container image",
+            ));
         }
         if self.disk_gb < 8 {
-            return Err(ProviderError::invalid("disk_gb", "Vast needs at least 8 GB"));
+            return Err(ProviderError::invalid(
+                "disk_gb",
+                "Vast needs at least 8 GB",
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_reliability) {
-            return Err(ProviderError::invalid("min_reliability", "must be between 0 and 1"));
+            return Err(ProviderError::invalid(
+                "min_reliability",
+                "must be between 0 and 1",
+            ));
         }
         if self.bid_margin_percent > 1000 {
-            return Err(ProviderError::invalid("bid_margin_percent", "must be at most 1000"));
+            return Err(ProviderError::invalid(
+                "bid_margin_percent",
+                "must be at most 1000",
+            ));
         }
         Ok(self)
     }
@@ -113,7 +131,10 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ProviderError> {
         config::from_pairs::<Settings>(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
         )
         .map_err(ProviderError::from)?
         .validated()
@@ -122,14 +143,24 @@ mod tests {
     #[test]
     fn defaults_point_at_vast() {
         let s = load(&[]).unwrap();
-        assert_eq!(s.url("/bundles/"), "https://console.vast.ai/api/v0/bundles/");
-        assert_eq!((s.disk_gb, s.verified_only, s.bid_margin_percent), (32, true, 10));
+        assert_eq!(
+            s.url("/bundles/"),
+            "https://console.vast.ai/api/v0/bundles/"
+        );
+        assert_eq!(
+            (s.disk_gb, s.verified_only, s.bid_margin_percent),
+            (32, true, 10)
+        );
         assert_eq!(s.min_reliability, 0.98);
     }
 
     #[test]
     fn keys_are_validated_and_named() {
-        let s = load(&[("base_url", "http://127.0.0.1:7/"), ("verified_only", "false")]).unwrap();
+        let s = load(&[
+            ("base_url", "http://127.0.0.1:7/"),
+            ("verified_only", "false"),
+        ])
+        .unwrap();
         assert_eq!(s.url("/instances/"), "http://127.0.0.1:7/api/v0/instances/");
         assert!(!s.verified_only);
         for (key, value) in [
@@ -140,7 +171,10 @@ mod tests {
             ("image", ""),
             ("api_key_secret", " "),
         ] {
-            assert!(matches!(load(&[(key, value)]), Err(ProviderError::InvalidRequest(f)) if f.field == key), "{key}");
+            assert!(
+                matches!(load(&[(key, value)]), Err(ProviderError::InvalidRequest(f)) if f.field == key),
+                "{key}"
+            );
         }
     }
 

@@ -17,7 +17,13 @@ pub const MAX_LABEL: usize = 256;
 pub fn encode_label(name: &str, tags: &[Tag]) -> Result<String, ProviderError> {
     let pairs: Vec<String> = tags
         .iter()
-        .map(|t| format!("{}={}", encode_component(&t.key), encode_component(&t.value)))
+        .map(|t| {
+            format!(
+                "{}={}",
+                encode_component(&t.key),
+                encode_component(&t.value)
+            )
+        })
         .collect();
     let label = format!("{}|{}", encode_component(name), pairs.join("&"));
     if label.chars().count() > MAX_LABEL {
@@ -69,9 +75,15 @@ mod tests {
             Tag::new("tgp.io/request", "ns/a=b&c|d é"),
         ];
         let label = encode_label("tgp-3f25-1", &tags).unwrap();
-        assert!(label.starts_with("tgp-3f25-1|tgp.io%2Fcluster=c1&"), "{label}");
+        assert!(
+            label.starts_with("tgp-3f25-1|tgp.io%2Fcluster=c1&"),
+            "{label}"
+        );
         assert_eq!(decode_label(&label), Some(("tgp-3f25-1".to_string(), tags)));
-        assert_eq!(decode_label(&encode_label("n", &[]).unwrap()), Some(("n".into(), vec![])));
+        assert_eq!(
+            decode_label(&encode_label("n", &[]).unwrap()),
+            Some(("n".into(), vec![]))
+        );
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl IntoResponse for ApiError {
 
 /// Conventional "not found" message, as the real server words it.
 pub fn not_found(plural: &str, group: &str, name: &str) -> ApiError {
-    ApiError::NotFound(format!("{} \"{}\" not found", qualified(plural, group), name))
+    ApiError::NotFound(format!(
+        "{} \"{}\" not found",
+        qualified(plural, group),
+        name
+    ))
 }
 
 /// Conventional optimistic-concurrency conflict message.
@@ -131,5 +135,9 @@ pub fn conflict_modified(plural: &str, group: &str, name: &str) -> ApiError {
 
 /// `plural.group` (or just `plural` for the core group), as in real messages.
 pub fn qualified(plural: &str, group: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }

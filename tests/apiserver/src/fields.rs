@@ -38,7 +38,11 @@ impl ApplyConflicts {
             .iter()
             .map(|(m, p)| format!("conflict with \"{m}\": .{}", p.join(".")))
             .collect();
-        format!("Apply failed with {n} conflict{}: {}", if n == 1 { "" } else { "s" }, parts.join("; "))
+        format!(
+            "Apply failed with {n} conflict{}: {}",
+            if n == 1 { "" } else { "s" },
+            parts.join("; ")
+        )
     }
 }
 
@@ -85,7 +89,9 @@ fn walk(v: &Value, path: FieldPath, out: &mut BTreeMap<FieldPath, Value>) {
 
 /// Remove the field at `path` from `doc` (no-op if absent).
 pub fn remove_path(doc: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = doc;
     for p in parents {
         match cur.get_mut(p) {
@@ -115,14 +121,23 @@ impl ManagedFields {
             }
         }
         if !changed.is_empty() {
-            self.entries.entry((manager.to_string(), Operation::Update)).or_default().extend(changed);
+            self.entries
+                .entry((manager.to_string(), Operation::Update))
+                .or_default()
+                .extend(changed);
         }
         self.prune(new);
     }
 
     /// Server-side apply of `applied` by `manager` onto `current`; returns the merged
     /// object or the conflicts (unless `force`).
-    pub fn apply(&mut self, manager: &str, current: &Value, applied: &Value, force: bool) -> Result<Value, ApplyConflicts> {
+    pub fn apply(
+        &mut self,
+        manager: &str,
+        current: &Value,
+        applied: &Value,
+        force: bool,
+    ) -> Result<Value, ApplyConflicts> {
         let cur_l = leaves(current);
         let app_l = leaves(applied);
         let mut conflicts = Vec::new();
@@ -178,7 +193,10 @@ impl ManagedFields {
 
     /// Managers and the number of fields each owns (for tests/debugging).
     pub fn managers(&self) -> Vec<(String, Operation, usize)> {
-        self.entries.iter().map(|((m, o), s)| (m.clone(), *o, s.len())).collect()
+        self.entries
+            .iter()
+            .map(|((m, o), s)| (m.clone(), *o, s.len()))
+            .collect()
     }
 }
 
@@ -191,31 +209,52 @@ mod tests {
     fn apply_conflicts_on_foreign_field_with_other_value() {
         let mut mf = ManagedFields::default();
         let empty = json!({"metadata": {"name": "l"}});
-        let a = mf.apply("a", &empty, &json!({"spec": {"holder": "a"}}), false).unwrap();
-        let err = mf.apply("b", &a, &json!({"spec": {"holder": "b"}}), false).unwrap_err();
-        assert_eq!(err.0, vec![("a".to_string(), vec!["spec".to_string(), "holder".to_string()])]);
+        let a = mf
+            .apply("a", &empty, &json!({"spec": {"holder": "a"}}), false)
+            .unwrap();
+        let err = mf
+            .apply("b", &a, &json!({"spec": {"holder": "b"}}), false)
+            .unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![(
+                "a".to_string(),
+                vec!["spec".to_string(), "holder".to_string()]
+            )]
+        );
         // Same value: shared ownership, no conflict.
-        mf.apply("b", &a, &json!({"spec": {"holder": "a"}}), false).unwrap();
+        mf.apply("b", &a, &json!({"spec": {"holder": "a"}}), false)
+            .unwrap();
         // Force takes over.
-        let forced = mf.apply("c", &a, &json!({"spec": {"holder": "c"}}), true).unwrap();
+        let forced = mf
+            .apply("c", &a, &json!({"spec": {"holder": "c"}}), true)
+            .unwrap();
         assert_eq!(forced["spec"]["holder"], "c");
     }
 
     #[test]
     fn removal_by_update_frees_the_field() {
         let mut mf = ManagedFields::default();
-        let a = mf.apply("a", &json!({}), &json!({"spec": {"holder": "a"}}), false).unwrap();
+        let a = mf
+            .apply("a", &json!({}), &json!({"spec": {"holder": "a"}}), false)
+            .unwrap();
         let released = json!({"spec": {}});
         mf.record_update("a", &a, &released);
-        let b = mf.apply("b", &released, &json!({"spec": {"holder": "b"}}), false).unwrap();
+        let b = mf
+            .apply("b", &released, &json!({"spec": {"holder": "b"}}), false)
+            .unwrap();
         assert_eq!(b["spec"]["holder"], "b");
     }
 
     #[test]
     fn dropped_applied_fields_are_removed() {
         let mut mf = ManagedFields::default();
-        let a = mf.apply("a", &json!({}), &json!({"spec": {"x": 1, "y": 2}}), false).unwrap();
-        let a2 = mf.apply("a", &a, &json!({"spec": {"x": 1}}), false).unwrap();
+        let a = mf
+            .apply("a", &json!({}), &json!({"spec": {"x": 1, "y": 2}}), false)
+            .unwrap();
+        let a2 = mf
+            .apply("a", &a, &json!({"spec": {"x": 1}}), false)
+            .unwrap();
         assert_eq!(a2, json!({"spec": {"x": 1}}));
     }
 }

@@ -48,7 +48,15 @@ pub struct Fault {
 impl Fault {
     /// A fault on requests of this verb kind, answering 500 once.
     pub fn on(verb: VerbMatch) -> Self {
-        Fault { verb, resource: None, subresource: None, name: None, code: 500, message: "injected failure".into(), times: 1 }
+        Fault {
+            verb,
+            resource: None,
+            subresource: None,
+            name: None,
+            code: 500,
+            message: "injected failure".into(),
+            times: 1,
+        }
     }
     /// Restrict to a resource plural.
     pub fn resource(mut self, plural: &str) -> Self {
@@ -81,15 +89,27 @@ impl Fault {
         self
     }
 
-    fn matches(&self, method: &Method, resource: Option<&str>, sub: Option<&str>, name: Option<&str>) -> bool {
+    fn matches(
+        &self,
+        method: &Method,
+        resource: Option<&str>,
+        sub: Option<&str>,
+        name: Option<&str>,
+    ) -> bool {
         let verb_ok = match self.verb {
             VerbMatch::Any => true,
-            VerbMatch::Write => matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE),
+            VerbMatch::Write => matches!(
+                *method,
+                Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+            ),
             VerbMatch::Method(m) => method.as_str().eq_ignore_ascii_case(m),
         };
         verb_ok
             && self.resource.as_deref().is_none_or(|r| Some(r) == resource)
-            && self.subresource.as_deref().is_none_or(|s| s == sub.unwrap_or(""))
+            && self
+                .subresource
+                .as_deref()
+                .is_none_or(|s| s == sub.unwrap_or(""))
             && self.name.as_deref().is_none_or(|n| Some(n) == name)
     }
 }
@@ -105,22 +125,39 @@ impl Hooks {
     /// Add a fault.
     pub fn inject(&self, f: Fault) {
         if f.times > 0 {
-            self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+            self.faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(f);
         }
     }
 
     /// Remove all pending faults.
     pub fn clear_faults(&self) {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Consume one matching fault, if any.
-    pub fn take_fault(&self, method: &Method, resource: Option<&str>, sub: Option<&str>, name: Option<&str>) -> Option<ApiError> {
+    pub fn take_fault(
+        &self,
+        method: &Method,
+        resource: Option<&str>,
+        sub: Option<&str>,
+        name: Option<&str>,
+    ) -> Option<ApiError> {
         let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let idx = faults.iter().position(|f| f.matches(method, resource, sub, name))?;
+        let idx = faults
+            .iter()
+            .position(|f| f.matches(method, resource, sub, name))?;
         let f = &mut faults[idx];
         f.times -= 1;
-        let err = ApiError::Injected { code: f.code, message: f.message.clone() };
+        let err = ApiError::Injected {
+            code: f.code,
+            message: f.message.clone(),
+        };
         if f.times == 0 {
             faults.remove(idx);
         }
@@ -150,11 +187,33 @@ mod tests {
     #[test]
     fn faults_count_down_and_match() {
         let h = Hooks::default();
-        h.inject(Fault::on(VerbMatch::Write).resource("gpurequests").subresource("status").times(2));
-        assert!(h.take_fault(&Method::GET, Some("gpurequests"), Some("status"), None).is_none());
-        assert!(h.take_fault(&Method::PUT, Some("gpurequests"), None, None).is_none());
-        assert_eq!(h.take_fault(&Method::PATCH, Some("gpurequests"), Some("status"), None).unwrap().code(), 500);
-        assert!(h.take_fault(&Method::PUT, Some("gpurequests"), Some("status"), None).is_some());
-        assert!(h.take_fault(&Method::PUT, Some("gpurequests"), Some("status"), None).is_none());
+        h.inject(
+            Fault::on(VerbMatch::Write)
+                .resource("gpurequests")
+                .subresource("status")
+                .times(2),
+        );
+        assert!(
+            h.take_fault(&Method::GET, Some("gpurequests"), Some("status"), None)
+                .is_none()
+        );
+        assert!(
+            h.take_fault(&Method::PUT, Some("gpurequests"), None, None)
+                .is_none()
+        );
+        assert_eq!(
+            h.take_fault(&Method::PATCH, Some("gpurequests"), Some("status"), None)
+                .unwrap()
+                .code(),
+            500
+        );
+        assert!(
+            h.take_fault(&Method::PUT, Some("gpurequests"), Some("status"), None)
+                .is_some()
+        );
+        assert!(
+            h.take_fault(&Method::PUT, Some("gpurequests"), Some("status"), None)
+                .is_none()
+        );
     }
 }

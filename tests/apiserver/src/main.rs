@@ -9,12 +9,23 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { port: 0, kubeconfig_out: None };
+    let mut args = Args {
+        port: 0,
+        kubeconfig_out: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--port" => args.port = it.next().context("--port needs a value")?.parse().context("--port must be a number")?,
-            "--kubeconfig-out" => args.kubeconfig_out = Some(it.next().context("--kubeconfig-out needs a path")?),
+            "--port" => {
+                args.port = it
+                    .next()
+                    .context("--port needs a value")?
+                    .parse()
+                    .context("--port must be a number")?
+            }
+            "--kubeconfig-out" => {
+                args.kubeconfig_out = Some(it.next().context("--kubeconfig-out needs a path")?)
+            }
             "-h" | "--help" => {
                 println!("usage: tgp-apiserver [--port P] [--kubeconfig-out PATH]");
                 std::process::exit(0);

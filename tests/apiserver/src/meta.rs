@@ -58,7 +58,9 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     {
         m.insert("metadata".into(), json!({}));
     }
-    obj.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata is an object")
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("metadata is an object")
 }
 
 /// A string field of `metadata`.
@@ -70,7 +72,11 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -91,7 +97,9 @@ pub fn normalize_metadata(obj: &mut Value) {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

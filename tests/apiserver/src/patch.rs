@@ -109,7 +109,9 @@ pub fn apply_merge(doc: &mut Value, applied: &Value) {
         (Value::Object(d), Value::Object(a)) => {
             for (k, v) in a {
                 match d.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => apply_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        apply_merge(existing, v)
+                    }
                     _ => {
                         d.insert(k.clone(), v.clone());
                     }
@@ -144,13 +146,25 @@ mod tests {
     #[test]
     fn merge_and_strategic() {
         let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(&mut doc, &json!({"b": {"c": null, "$retainKeys": ["d"]}}), true);
+        merge_patch(
+            &mut doc,
+            &json!({"b": {"c": null, "$retainKeys": ["d"]}}),
+            true,
+        );
         assert_eq!(doc, json!({"a": 1, "b": {"d": 3}}));
     }
 
     #[test]
     fn unknown_content_type() {
-        assert_eq!(PatchKind::from_content_type("text/plain").unwrap_err().code(), 415);
-        assert_eq!(PatchKind::from_content_type("application/apply-patch+yaml; charset=utf-8").unwrap(), PatchKind::Apply);
+        assert_eq!(
+            PatchKind::from_content_type("text/plain")
+                .unwrap_err()
+                .code(),
+            415
+        );
+        assert_eq!(
+            PatchKind::from_content_type("application/apply-patch+yaml; charset=utf-8").unwrap(),
+            PatchKind::Apply
+        );
     }
 }

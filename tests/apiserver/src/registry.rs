@@ -28,7 +28,14 @@ pub struct ResourceType {
 
 impl ResourceType {
     /// A resource served at one version.
-    pub fn new(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, status: bool) -> Self {
+    pub fn new(
+        group: &str,
+        version: &str,
+        plural: &str,
+        kind: &str,
+        namespaced: bool,
+        status: bool,
+    ) -> Self {
         ResourceType {
             group: group.into(),
             versions: vec![version.into()],
@@ -49,7 +56,11 @@ impl ResourceType {
 
     /// `apiVersion` for a version of this resource.
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_string() } else { format!("{}/{}", self.group, version) }
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
     }
 
     /// `apiVersion` of the preferred version.
@@ -64,24 +75,39 @@ impl ResourceType {
         // Storage version first, as the preferred one.
         versions.sort_by_key(|v| !v.storage);
         if versions.is_empty() {
-            return Err(ApiError::Invalid("spec.versions: Invalid value: must have at least one served version".into()));
+            return Err(ApiError::Invalid(
+                "spec.versions: Invalid value: must have at least one served version".into(),
+            ));
         }
         if spec.group.is_empty() || spec.names.plural.is_empty() || spec.names.kind.is_empty() {
-            return Err(ApiError::Invalid("spec.group, spec.names.plural and spec.names.kind are required".into()));
+            return Err(ApiError::Invalid(
+                "spec.group, spec.names.plural and spec.names.kind are required".into(),
+            ));
         }
-        let status = versions
-            .iter()
-            .any(|v| v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let status = versions.iter().any(|v| {
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        });
         let namespaced = match spec.scope.as_str() {
             "Namespaced" => true,
             "Cluster" => false,
-            other => return Err(ApiError::Invalid(format!("spec.scope: Unsupported value: \"{other}\""))),
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "spec.scope: Unsupported value: \"{other}\""
+                )));
+            }
         };
         Ok(ResourceType {
             group: spec.group.clone(),
             versions: versions.iter().map(|v| v.name.clone()).collect(),
             plural: spec.names.plural.clone(),
-            singular: spec.names.singular.clone().unwrap_or_else(|| spec.names.kind.to_lowercase()),
+            singular: spec
+                .names
+                .singular
+                .clone()
+                .unwrap_or_else(|| spec.names.kind.to_lowercase()),
             kind: spec.names.kind.clone(),
             namespaced,
             status_subresource: status,
@@ -112,7 +138,14 @@ impl Registry {
             ResourceType::new("", "v1", "serviceaccounts", "ServiceAccount", true, false),
             ResourceType::new("coordination.k8s.io", "v1", "leases", "Lease", true, false),
             ResourceType::new("events.k8s.io", "v1", "events", "Event", true, false),
-            ResourceType::new("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true),
+            ResourceType::new(
+                "policy",
+                "v1",
+                "poddisruptionbudgets",
+                "PodDisruptionBudget",
+                true,
+                true,
+            ),
             ResourceType::new("apps", "v1", "deployments", "Deployment", true, true),
             ResourceType::new(
                 "apiextensions.k8s.io",
@@ -147,7 +180,9 @@ impl Registry {
 
     /// Find a resource by group and kind.
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceType> {
-        self.types.values().find(|t| t.group == group && t.kind == kind)
+        self.types
+            .values()
+            .find(|t| t.group == group && t.kind == kind)
     }
 
     /// Find a resource by plural, any group (first match; core group wins).
@@ -164,6 +199,8 @@ impl Registry {
 
     /// Whether `group/version` is served at all.
     pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.types.values().any(|t| t.group == group && t.versions.iter().any(|v| v == version))
+        self.types
+            .values()
+            .any(|t| t.group == group && t.versions.iter().any(|v| v == version))
     }
 }

@@ -43,7 +43,10 @@ fn split_top_level(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ApiError> {
@@ -51,15 +54,30 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ApiError> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::BadRequest(format!("unable to parse requirement: found '{whole}', expected: '('")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unable to parse requirement: found '{whole}', expected: '('"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn check_key(k: &str, whole: &str) -> Result<String, ApiError> {
     let k = k.trim();
     let ok = !k.is_empty()
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok { Ok(k.to_string()) } else { Err(ApiError::BadRequest(format!("unable to parse requirement: invalid label key in '{whole}'"))) }
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(k.to_string())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "unable to parse requirement: invalid label key in '{whole}'"
+        )))
+    }
 }
 
 impl LabelSelector {
@@ -120,7 +138,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::BadRequest(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::BadRequest(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             reqs.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -176,9 +196,21 @@ mod tests {
     #[test]
     fn field_selectors() {
         let o = obj(json!({}));
-        assert!(FieldSelector::parse("metadata.name=n1").unwrap().matches(&o));
-        assert!(FieldSelector::parse("metadata.namespace!=other,metadata.name==n1").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name=n2").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.name=n1")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace!=other,metadata.name==n1")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name=n2")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(&o));
     }
 }

@@ -39,23 +39,39 @@ impl DevApiServer {
 
     /// Start on a given port (0 = ephemeral).
     pub async fn start_on(port: u16) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
         let addr = listener.local_addr()?;
         let store = Arc::new(Store::new());
         let hooks = Arc::new(Hooks::default());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        let state = AppState { store: store.clone(), hooks: hooks.clone(), shutdown: shutdown_rx.clone(), server_address: addr.to_string() };
+        let state = AppState {
+            store: store.clone(),
+            hooks: hooks.clone(),
+            shutdown: shutdown_rx.clone(),
+            server_address: addr.to_string(),
+        };
         let app = router(state);
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {
             let graceful = async move {
                 let _ = stop.wait_for(|v| *v).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
                 tracing::error!(error = %e, "dev apiserver stopped");
             }
         });
-        Ok(DevApiServer { addr, store, hooks, shutdown_tx, task: Some(task) })
+        Ok(DevApiServer {
+            addr,
+            store,
+            hooks,
+            shutdown_tx,
+            task: Some(task),
+        })
     }
 
     /// Listening address.
@@ -75,7 +91,8 @@ impl DevApiServer {
 
     /// Write the kubeconfig to `path`.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
-        std::fs::write(path.as_ref(), self.kubeconfig_yaml()).with_context(|| format!("writing {}", path.as_ref().display()))
+        std::fs::write(path.as_ref(), self.kubeconfig_yaml())
+            .with_context(|| format!("writing {}", path.as_ref().display()))
     }
 
     /// A `kube::Client` built from the kubeconfig through `Config::from_custom_kubeconfig`.
@@ -87,7 +104,10 @@ impl DevApiServer {
     /// (e.g. `default_retry = false`: kube 5 retries 429/503/504 up to 15 times).
     pub async fn config(&self) -> anyhow::Result<kube::Config> {
         let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())?;
-        Ok(kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?)
+        Ok(
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?,
+        )
     }
 
     /// The store, for direct reads and writes from tests.
@@ -129,22 +149,51 @@ impl DevApiServer {
     /// Create-or-merge an object directly (a server-side apply by field manager `test`,
     /// forced). The object's `apiVersion`/`kind` select the resource.
     pub fn apply(&self, obj: &Value) -> Result<Value, ApiError> {
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1");
-        let kind = obj.get("kind").and_then(Value::as_str).ok_or_else(|| ApiError::BadRequest("kind is required".into()))?;
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1");
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::BadRequest("kind is required".into()))?;
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let rt = self.store.resource_for_kind(group, kind).ok_or_else(|| ApiError::NotFound(format!("no resource for {api_version} {kind}")))?;
-        let name = crate::meta::meta_str(obj, "name").ok_or_else(|| ApiError::BadRequest("metadata.name is required".into()))?.to_string();
-        let ns = if rt.namespaced { crate::meta::meta_str(obj, "namespace").unwrap_or("default").to_string() } else { String::new() };
-        let opts = WriteOptions { field_manager: Some("test".into()), dry_run: false, force: true };
-        let out = self.store.patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Main, &opts)?;
+        let rt = self
+            .store
+            .resource_for_kind(group, kind)
+            .ok_or_else(|| ApiError::NotFound(format!("no resource for {api_version} {kind}")))?;
+        let name = crate::meta::meta_str(obj, "name")
+            .ok_or_else(|| ApiError::BadRequest("metadata.name is required".into()))?
+            .to_string();
+        let ns = if rt.namespaced {
+            crate::meta::meta_str(obj, "namespace")
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        };
+        let opts = WriteOptions {
+            field_manager: Some("test".into()),
+            dry_run: false,
+            force: true,
+        };
+        let out = self
+            .store
+            .patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Main, &opts)?;
         if rt.status_subresource && obj.get("status").is_some() {
-            return self.store.patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Status, &opts);
+            return self
+                .store
+                .patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Status, &opts);
         }
         Ok(out)
     }
 
     fn resource(&self, plural: &str) -> Result<ResourceType, ApiError> {
-        self.store.registry().by_plural(plural).cloned().ok_or_else(|| ApiError::NotFound(format!("unknown resource {plural}")))
+        self.store
+            .registry()
+            .by_plural(plural)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("unknown resource {plural}")))
     }
 
     /// Stop serving; open watches end.

@@ -155,7 +155,11 @@ impl Default for Store {
 }
 
 fn ns_key(rt: &ResourceType, ns: &str) -> String {
-    if rt.namespaced { ns.to_string() } else { String::new() }
+    if rt.namespaced {
+        ns.to_string()
+    } else {
+        String::new()
+    }
 }
 
 impl Store {
@@ -163,12 +167,22 @@ impl Store {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(16_384);
         let store = Store {
-            inner: Mutex::new(Inner { registry: Registry::with_builtins(), rv: 0, objects: BTreeMap::new(), history: BTreeMap::new() }),
+            inner: Mutex::new(Inner {
+                registry: Registry::with_builtins(),
+                rv: 0,
+                objects: BTreeMap::new(),
+                history: BTreeMap::new(),
+            }),
             tx,
         };
         if let Some(ns_type) = store.resource("", "namespaces") {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let _ = store.create(&ns_type, "", json!({"metadata": {"name": ns}}), &WriteOptions::default());
+                let _ = store.create(
+                    &ns_type,
+                    "",
+                    json!({"metadata": {"name": ns}}),
+                    &WriteOptions::default(),
+                );
             }
         }
         store
@@ -186,7 +200,11 @@ impl Store {
 
     /// Resolve a type by group and plural (any version).
     pub fn resource(&self, group: &str, plural: &str) -> Option<ResourceType> {
-        self.lock().registry.all().find(|t| t.group == group && t.plural == plural).cloned()
+        self.lock()
+            .registry
+            .all()
+            .find(|t| t.group == group && t.plural == plural)
+            .cloned()
     }
 
     /// Resolve a type by group and kind.
@@ -202,14 +220,23 @@ impl Store {
     /// Register a CRD: stores the CRD object (as `POST .../customresourcedefinitions` does)
     /// and serves its kind. Re-registering replaces it.
     pub fn register_crd(&self, crd: &CustomResourceDefinition) -> Result<Value, ApiError> {
-        let crd_type = self.resource("apiextensions.k8s.io", "customresourcedefinitions").ok_or_else(|| ApiError::Internal("CRD type missing".into()))?;
+        let crd_type = self
+            .resource("apiextensions.k8s.io", "customresourcedefinitions")
+            .ok_or_else(|| ApiError::Internal("CRD type missing".into()))?;
         let value = serde_json::to_value(crd).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let name = crd.metadata.name.clone().unwrap_or_default();
         match self.create(&crd_type, "", value.clone(), &WriteOptions::default()) {
             Err(ApiError::AlreadyExists(_)) => {
                 let mut v = value;
                 meta_mut(&mut v).remove("resourceVersion");
-                self.replace(&crd_type, "", &name, v, Part::Main, &WriteOptions::default())
+                self.replace(
+                    &crd_type,
+                    "",
+                    &name,
+                    v,
+                    Part::Main,
+                    &WriteOptions::default(),
+                )
             }
             other => other,
         }
@@ -243,7 +270,12 @@ impl Store {
     }
 
     /// Field managers of an object (for tests).
-    pub fn managers(&self, rt: &ResourceType, ns: &str, name: &str) -> Vec<(String, Operation, usize)> {
+    pub fn managers(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Vec<(String, Operation, usize)> {
         let inner = self.lock();
         inner
             .objects
@@ -263,7 +295,10 @@ impl Store {
         limit: Option<usize>,
         continue_token: Option<&str>,
     ) -> Result<ListPage, ApiError> {
-        let start_after = continue_token.filter(|t| !t.is_empty()).map(decode_continue).transpose()?;
+        let start_after = continue_token
+            .filter(|t| !t.is_empty())
+            .map(decode_continue)
+            .transpose()?;
         let inner = self.lock();
         let mut items = Vec::new();
         let mut continue_out = None;
@@ -298,15 +333,31 @@ impl Store {
     }
 
     /// Create an object (POST).
-    pub fn create(&self, rt: &ResourceType, ns: &str, body: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         create_locked(&mut inner, &self.tx, rt, ns, body, opts, Operation::Update)
     }
 
     /// Replace an object or its status (PUT).
-    pub fn replace(&self, rt: &ResourceType, ns: &str, name: &str, body: Value, part: Part, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn replace(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        body: Value,
+        part: Part,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         if !body.is_object() {
-            return Err(ApiError::BadRequest("the body of the request must be an object".into()));
+            return Err(ApiError::BadRequest(
+                "the body of the request must be an object".into(),
+            ));
         }
         let mut inner = self.lock();
         let old = lookup(&inner, rt, ns, name)?;
@@ -319,7 +370,17 @@ impl Store {
         let candidate = merge_part(rt, &old.object, body, part);
         let new = prepare_update(rt, ns, name, &old.object, candidate)?;
         fields.record_update(opts.manager(), &old.object, &new);
-        commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run)
+        commit_update(
+            &mut inner,
+            &self.tx,
+            rt,
+            ns,
+            name,
+            &old.object,
+            new,
+            fields,
+            opts.dry_run,
+        )
     }
 
     /// Patch an object or its status (PATCH). Server-side apply creates missing objects.
@@ -346,13 +407,23 @@ impl Store {
             if let Some(n) = meta_str(body, "name")
                 && n != name
             {
-                return Err(ApiError::BadRequest(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
             }
             match existing {
                 Err(ApiError::NotFound(_)) if part == Part::Main => {
                     let mut obj = body.clone();
                     meta_mut(&mut obj).insert("name".into(), json!(name));
-                    return create_locked(&mut inner, &self.tx, rt, ns, obj, opts, Operation::Apply);
+                    return create_locked(
+                        &mut inner,
+                        &self.tx,
+                        rt,
+                        ns,
+                        obj,
+                        opts,
+                        Operation::Apply,
+                    );
                 }
                 Err(e) => return Err(e),
                 Ok(old) => {
@@ -367,7 +438,17 @@ impl Store {
                     let candidate = merge_part(rt, &old.object, merged, part);
                     let new = prepare_update(rt, ns, name, &old.object, candidate)?;
                     fields.prune(&new);
-                    return commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run);
+                    return commit_update(
+                        &mut inner,
+                        &self.tx,
+                        rt,
+                        ns,
+                        name,
+                        &old.object,
+                        new,
+                        fields,
+                        opts.dry_run,
+                    );
                 }
             }
         }
@@ -380,7 +461,9 @@ impl Store {
             PatchKind::Apply => unreachable!("handled above"),
         }
         if !doc.is_object() {
-            return Err(ApiError::BadRequest("patch result must be an object".into()));
+            return Err(ApiError::BadRequest(
+                "patch result must be an object".into(),
+            ));
         }
         // A resourceVersion in the patched result acts as a precondition.
         if meta_str(&doc, "resourceVersion") != meta_str(&old.object, "resourceVersion") {
@@ -390,24 +473,55 @@ impl Store {
         let candidate = merge_part(rt, &old.object, doc, part);
         let new = prepare_update(rt, ns, name, &old.object, candidate)?;
         fields.record_update(opts.manager(), &old.object, &new);
-        commit_update(&mut inner, &self.tx, rt, ns, name, &old.object, new, fields, opts.dry_run)
+        commit_update(
+            &mut inner,
+            &self.tx,
+            rt,
+            ns,
+            name,
+            &old.object,
+            new,
+            fields,
+            opts.dry_run,
+        )
     }
 
     /// Delete an object: immediate without finalizers, else marked with `deletionTimestamp`.
-    pub fn delete(&self, rt: &ResourceType, ns: &str, name: &str, pre: &Preconditions, dry_run: bool) -> Result<Deleted, ApiError> {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        pre: &Preconditions,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
         let mut inner = self.lock();
         delete_locked(&mut inner, &self.tx, rt, ns, name, pre, dry_run)
     }
 
     /// Delete every matching object in a namespace (or cluster-wide).
-    pub fn delete_collection(&self, rt: &ResourceType, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> Result<Vec<Value>, ApiError> {
+    pub fn delete_collection(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> Result<Vec<Value>, ApiError> {
         let page = self.list(rt, ns, labels, fields, None, None)?;
         let mut inner = self.lock();
         let mut out = Vec::new();
         for item in page.items {
             let name = meta_str(&item, "name").unwrap_or_default().to_string();
             let item_ns = meta_str(&item, "namespace").unwrap_or_default().to_string();
-            if let Ok(d) = delete_locked(&mut inner, &self.tx, rt, &item_ns, &name, &Preconditions::default(), false) {
+            if let Ok(d) = delete_locked(
+                &mut inner,
+                &self.tx,
+                rt,
+                &item_ns,
+                &name,
+                &Preconditions::default(),
+                false,
+            ) {
                 out.push(d.object);
             }
         }
@@ -415,23 +529,41 @@ impl Store {
     }
 
     /// Subscribe to changes of one kind.
-    pub fn watch(&self, rt: &ResourceType, ns: Option<&str>, start: WatchStart) -> Result<Subscription, ApiError> {
+    pub fn watch(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        start: WatchStart,
+    ) -> Result<Subscription, ApiError> {
         let inner = self.lock();
         let live = self.tx.subscribe();
         let key = rt.key();
-        let in_ns = |o: &Value| ns.is_none_or(|n| !rt.namespaced || meta_str(o, "namespace") == Some(n));
-        let mut sub = Subscription { initial: Vec::new(), backlog: Vec::new(), live, start_rv: inner.rv };
+        let in_ns =
+            |o: &Value| ns.is_none_or(|n| !rt.namespaced || meta_str(o, "namespace") == Some(n));
+        let mut sub = Subscription {
+            initial: Vec::new(),
+            backlog: Vec::new(),
+            live,
+            start_rv: inner.rv,
+        };
         match start {
             WatchStart::CurrentState => {
                 if let Some(objs) = inner.objects.get(&key) {
-                    sub.initial = objs.values().map(|s| s.object.clone()).filter(|o| in_ns(o)).collect();
+                    sub.initial = objs
+                        .values()
+                        .map(|s| s.object.clone())
+                        .filter(|o| in_ns(o))
+                        .collect();
                 }
             }
             WatchStart::After(rv) => {
                 let empty = History::default();
                 let h = inner.history.get(&key).unwrap_or(&empty);
                 if rv < h.compacted_through {
-                    return Err(ApiError::Expired(format!("too old resource version: {rv} ({})", h.compacted_through + 1)));
+                    return Err(ApiError::Expired(format!(
+                        "too old resource version: {rv} ({})",
+                        h.compacted_through + 1
+                    )));
                 }
                 sub.backlog = h.events.iter().filter(|e| e.rv > rv).cloned().collect();
             }
@@ -441,7 +573,9 @@ impl Store {
 
     /// Evict a pod, honouring PodDisruptionBudgets (minimally), then delete it.
     pub fn evict(&self, ns: &str, name: &str) -> Result<(), ApiError> {
-        let pods = self.resource("", "pods").ok_or_else(|| ApiError::Internal("pods type missing".into()))?;
+        let pods = self
+            .resource("", "pods")
+            .ok_or_else(|| ApiError::Internal("pods type missing".into()))?;
         let pdbs = self.resource("policy", "poddisruptionbudgets");
         let mut inner = self.lock();
         let pod = lookup(&inner, &pods, ns, name)?.object;
@@ -451,35 +585,65 @@ impl Store {
             let pod_list: Vec<&Value> = inner
                 .objects
                 .get(&pods.key())
-                .map(|m| m.values().map(|s| &s.object).filter(|p| meta_str(p, "namespace") == Some(ns)).collect())
+                .map(|m| {
+                    m.values()
+                        .map(|s| &s.object)
+                        .filter(|p| meta_str(p, "namespace") == Some(ns))
+                        .collect()
+                })
                 .unwrap_or_default();
-            for pdb in all.values().map(|s| &s.object).filter(|p| meta_str(p, "namespace") == Some(ns)) {
-                let Some(sel) = pdb.pointer("/spec/selector") else { continue };
+            for pdb in all
+                .values()
+                .map(|s| &s.object)
+                .filter(|p| meta_str(p, "namespace") == Some(ns))
+            {
+                let Some(sel) = pdb.pointer("/spec/selector") else {
+                    continue;
+                };
                 if !selector_matches(sel, &pod) {
                     continue;
                 }
                 let healthy = pod_list
                     .iter()
-                    .filter(|p| selector_matches(sel, p) && p.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter(|p| {
+                        selector_matches(sel, p)
+                            && p.pointer("/metadata/deletionTimestamp").is_none()
+                    })
                     .count() as i64;
-                let allowed = match pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64) {
+                let allowed = match pdb
+                    .pointer("/status/disruptionsAllowed")
+                    .and_then(Value::as_i64)
+                {
                     Some(a) => a,
                     None => match pdb.pointer("/spec/minAvailable").and_then(Value::as_i64) {
                         Some(min) => healthy - min,
-                        None => pdb.pointer("/spec/maxUnavailable").and_then(Value::as_i64).unwrap_or(1),
+                        None => pdb
+                            .pointer("/spec/maxUnavailable")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1),
                     },
                 };
                 if allowed <= 0 {
                     return Err(ApiError::TooManyRequests(format!(
                         "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
                         meta_str(pdb, "name").unwrap_or_default(),
-                        pdb.pointer("/spec/minAvailable").and_then(Value::as_i64).unwrap_or(healthy),
+                        pdb.pointer("/spec/minAvailable")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(healthy),
                         healthy
                     )));
                 }
             }
         }
-        delete_locked(&mut inner, &self.tx, &pods, ns, name, &Preconditions::default(), false)?;
+        delete_locked(
+            &mut inner,
+            &self.tx,
+            &pods,
+            ns,
+            name,
+            &Preconditions::default(),
+            false,
+        )?;
         Ok(())
     }
 }
@@ -492,24 +656,38 @@ fn selector_matches(sel: &Value, obj: &Value) -> bool {
         .get("matchLabels")
         .and_then(Value::as_object)
         .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
-    let me_ok = sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let values: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
-                "In" => get(key).is_some_and(|v| values.contains(&v)),
-                "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
-                "Exists" => get(key).is_some(),
-                "DoesNotExist" => get(key).is_none(),
-                _ => false,
-            }
-        })
-    });
+    let me_ok = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_none_or(|exprs| {
+            exprs.iter().all(|e| {
+                let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+                let values: Vec<&str> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
+                    "In" => get(key).is_some_and(|v| values.contains(&v)),
+                    "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
+                    "Exists" => get(key).is_some(),
+                    "DoesNotExist" => get(key).is_none(),
+                    _ => false,
+                }
+            })
+        });
     ml_ok && me_ok
 }
 
 fn encode_continue(ns: &str, name: &str) -> String {
-    format!("{ns}/{name}").bytes().map(|b| format!("{b:02x}")).collect()
+    format!("{ns}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
@@ -517,7 +695,10 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
-    let bytes: Result<Vec<u8>, _> = (0..token.len()).step_by(2).map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect();
+    let bytes: Result<Vec<u8>, _> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect();
     let s = String::from_utf8(bytes?).map_err(|_| bad())?;
     let (ns, name) = s.split_once('/').ok_or_else(bad)?;
     Ok((ns.to_string(), name.to_string()))
@@ -574,27 +755,54 @@ fn merge_part(rt: &ResourceType, old: &Value, mut new: Value, part: Part) -> Val
 
 /// Validate and complete an updated object: identity fields are preserved from `old`,
 /// finalizers may not be added during deletion, generation follows spec changes.
-fn prepare_update(rt: &ResourceType, ns: &str, name: &str, old: &Value, mut new: Value) -> Result<Value, ApiError> {
+fn prepare_update(
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    old: &Value,
+    mut new: Value,
+) -> Result<Value, ApiError> {
     if let Some(n) = meta_str(&new, "name")
         && n != name
     {
-        return Err(ApiError::BadRequest(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
     if rt.namespaced
         && let Some(n) = meta_str(&new, "namespace")
         && n != ns
     {
-        return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+        return Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
+        ));
     }
     if let Some(m) = new.as_object_mut() {
-        m.insert("apiVersion".into(), old.get("apiVersion").cloned().unwrap_or(Value::Null));
+        m.insert(
+            "apiVersion".into(),
+            old.get("apiVersion").cloned().unwrap_or(Value::Null),
+        );
         m.insert("kind".into(), json!(rt.kind));
     }
     meta::normalize_metadata(&mut new);
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     {
         let m = meta_mut(&mut new);
-        for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
             match old_meta.get(k) {
                 Some(v) => m.insert(k.into(), v.clone()),
                 None => m.remove(k),
@@ -603,7 +811,10 @@ fn prepare_update(rt: &ResourceType, ns: &str, name: &str, old: &Value, mut new:
     }
     if old_meta.contains_key("deletionTimestamp") {
         let before = finalizers(old);
-        let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+        let added: Vec<String> = finalizers(&new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
         if !added.is_empty() {
             return Err(ApiError::Invalid(format!(
                 "{} \"{}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {:?}",
@@ -614,7 +825,10 @@ fn prepare_update(rt: &ResourceType, ns: &str, name: &str, old: &Value, mut new:
         }
     }
     if meta::spec_part(&new) != meta::spec_part(old) {
-        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     Ok(new)
@@ -651,11 +865,15 @@ fn commit_update(
     fields: ManagedFields,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
-    let finished = new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
+    let finished =
+        new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
     if !finished && meta::without_rv(&new) == meta::without_rv(old) {
         // No-op write: keep ownership changes, but no new resourceVersion and no event.
         if !dry_run
-            && let Some(s) = inner.objects.get_mut(&rt.key()).and_then(|m| m.get_mut(&(ns_key(rt, ns), name.to_string())))
+            && let Some(s) = inner
+                .objects
+                .get_mut(&rt.key())
+                .and_then(|m| m.get_mut(&(ns_key(rt, ns), name.to_string())))
         {
             s.fields = fields;
         }
@@ -671,13 +889,29 @@ fn commit_update(
         objs.remove(&key);
         EventType::Deleted
     } else {
-        objs.insert(key, Stored { object: new.clone(), fields });
+        objs.insert(
+            key,
+            Stored {
+                object: new.clone(),
+                fields,
+            },
+        );
         EventType::Modified
     };
     if rt.key() == CRD_KEY {
         sync_crd(inner, tx, &new, kind == EventType::Deleted);
     }
-    record(inner, tx, StoreEvent { key: rt.key(), rv, kind, object: new.clone(), previous: Some(old.clone()) });
+    record(
+        inner,
+        tx,
+        StoreEvent {
+            key: rt.key(),
+            rv,
+            kind,
+            object: new.clone(),
+            previous: Some(old.clone()),
+        },
+    );
     Ok(new)
 }
 
@@ -691,19 +925,29 @@ fn create_locked(
     op: Operation,
 ) -> Result<Value, ApiError> {
     if !body.is_object() {
-        return Err(ApiError::BadRequest("the body of the request must be an object".into()));
+        return Err(ApiError::BadRequest(
+            "the body of the request must be an object".into(),
+        ));
     }
     if let Some(k) = body.get("kind").and_then(Value::as_str)
         && k != rt.kind
     {
-        return Err(ApiError::BadRequest(format!("the kind of the object ({k}) does not match the resource ({})", rt.kind)));
+        return Err(ApiError::BadRequest(format!(
+            "the kind of the object ({k}) does not match the resource ({})",
+            rt.kind
+        )));
     }
     meta::normalize_metadata(&mut body);
     let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => match meta_str(&body, "generateName").filter(|n| !n.is_empty()) {
             Some(prefix) => format!("{prefix}{}", meta::random_suffix()),
-            None => return Err(ApiError::Invalid(format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", qualified(&rt.plural, &rt.group)))),
+            None => {
+                return Err(ApiError::Invalid(format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    qualified(&rt.plural, &rt.group)
+                )));
+            }
         },
     };
     if !meta::valid_name(&name) {
@@ -727,8 +971,15 @@ fn create_locked(
         validate_crd(&body, &name)?;
     }
     let key = (ns.clone(), name.clone());
-    if inner.objects.get(&rt.key()).is_some_and(|m| m.contains_key(&key)) {
-        return Err(ApiError::AlreadyExists(format!("{} \"{name}\" already exists", qualified(&rt.plural, &rt.group))));
+    if inner
+        .objects
+        .get(&rt.key())
+        .is_some_and(|m| m.contains_key(&key))
+    {
+        return Err(ApiError::AlreadyExists(format!(
+            "{} \"{name}\" already exists",
+            qualified(&rt.plural, &rt.group)
+        )));
     }
     if let Some(m) = body.as_object_mut() {
         m.insert("apiVersion".into(), json!(rt.preferred_api_version()));
@@ -770,11 +1021,27 @@ fn create_locked(
         return Ok(body);
     }
     let rv = bump(inner, &mut body);
-    inner.objects.entry(rt.key()).or_default().insert(key, Stored { object: body.clone(), fields });
+    inner.objects.entry(rt.key()).or_default().insert(
+        key,
+        Stored {
+            object: body.clone(),
+            fields,
+        },
+    );
     if rt.key() == CRD_KEY {
         sync_crd(inner, tx, &body, false);
     }
-    record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Added, object: body.clone(), previous: None });
+    record(
+        inner,
+        tx,
+        StoreEvent {
+            key: rt.key(),
+            rv,
+            kind: EventType::Added,
+            object: body.clone(),
+            previous: None,
+        },
+    );
     Ok(body)
 }
 
@@ -807,7 +1074,10 @@ fn delete_locked(
     let key = (ns_key(rt, ns), name.to_string());
     if !finalizers(&old).is_empty() {
         if old.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
-            return Ok(Deleted { object: old, gone: false });
+            return Ok(Deleted {
+                object: old,
+                gone: false,
+            });
         }
         let mut new = old.clone();
         {
@@ -818,21 +1088,51 @@ fn delete_locked(
             m.insert("generation".into(), json!(g + 1));
         }
         let rv = bump(inner, &mut new);
-        if let Some(s) = inner.objects.get_mut(&rt.key()).and_then(|m| m.get_mut(&key)) {
+        if let Some(s) = inner
+            .objects
+            .get_mut(&rt.key())
+            .and_then(|m| m.get_mut(&key))
+        {
             s.object = new.clone();
         }
-        record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Modified, object: new.clone(), previous: Some(old) });
-        return Ok(Deleted { object: new, gone: false });
+        record(
+            inner,
+            tx,
+            StoreEvent {
+                key: rt.key(),
+                rv,
+                kind: EventType::Modified,
+                object: new.clone(),
+                previous: Some(old),
+            },
+        );
+        return Ok(Deleted {
+            object: new,
+            gone: false,
+        });
     }
     if dry_run {
-        return Ok(Deleted { object: old, gone: true });
+        return Ok(Deleted {
+            object: old,
+            gone: true,
+        });
     }
     let mut gone = old.clone();
     let rv = bump(inner, &mut gone);
     if let Some(m) = inner.objects.get_mut(&rt.key()) {
         m.remove(&key);
     }
-    record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Deleted, object: gone.clone(), previous: Some(old) });
+    record(
+        inner,
+        tx,
+        StoreEvent {
+            key: rt.key(),
+            rv,
+            kind: EventType::Deleted,
+            object: gone.clone(),
+            previous: Some(old),
+        },
+    );
     if rt.key() == CRD_KEY {
         sync_crd(inner, tx, &gone, true);
     }
@@ -840,23 +1140,51 @@ fn delete_locked(
         // Cascade: remove everything in the namespace (finalizers are not waited for).
         let keys: Vec<String> = inner.objects.keys().cloned().collect();
         for k in keys {
-            let Some(t) = inner.registry.all().find(|t| t.key() == k && t.namespaced).cloned() else { continue };
-            let names: Vec<String> = inner.objects[&k].keys().filter(|(n, _)| n == name).map(|(_, n)| n.clone()).collect();
+            let Some(t) = inner
+                .registry
+                .all()
+                .find(|t| t.key() == k && t.namespaced)
+                .cloned()
+            else {
+                continue;
+            };
+            let names: Vec<String> = inner.objects[&k]
+                .keys()
+                .filter(|(n, _)| n == name)
+                .map(|(_, n)| n.clone())
+                .collect();
             for n in names {
-                if let Some(s) = inner.objects.get_mut(&k).and_then(|m| m.remove(&(name.to_string(), n))) {
+                if let Some(s) = inner
+                    .objects
+                    .get_mut(&k)
+                    .and_then(|m| m.remove(&(name.to_string(), n)))
+                {
                     let mut obj = s.object.clone();
                     let rv = bump(inner, &mut obj);
-                    record(inner, tx, StoreEvent { key: t.key(), rv, kind: EventType::Deleted, object: obj, previous: Some(s.object) });
+                    record(
+                        inner,
+                        tx,
+                        StoreEvent {
+                            key: t.key(),
+                            rv,
+                            kind: EventType::Deleted,
+                            object: obj,
+                            previous: Some(s.object),
+                        },
+                    );
                 }
             }
         }
     }
-    Ok(Deleted { object: gone, gone: true })
+    Ok(Deleted {
+        object: gone,
+        gone: true,
+    })
 }
 
 fn validate_crd(body: &Value, name: &str) -> Result<(), ApiError> {
-    let crd: CustomResourceDefinition =
-        serde_json::from_value(body.clone()).map_err(|e| ApiError::BadRequest(format!("invalid CustomResourceDefinition: {e}")))?;
+    let crd: CustomResourceDefinition = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::BadRequest(format!("invalid CustomResourceDefinition: {e}")))?;
     let rt = ResourceType::from_crd(&crd)?;
     if name != format!("{}.{}", rt.plural, rt.group) {
         return Err(ApiError::Invalid(format!(
@@ -885,9 +1213,18 @@ fn mark_crd_established(body: &mut Value) {
 }
 
 /// Keep the registry in step with stored CRD objects; deleting a CRD drops its objects.
-fn sync_crd(inner: &mut Inner, tx: &broadcast::Sender<Arc<StoreEvent>>, crd: &Value, deleted: bool) {
-    let Ok(parsed) = serde_json::from_value::<CustomResourceDefinition>(crd.clone()) else { return };
-    let Ok(rt) = ResourceType::from_crd(&parsed) else { return };
+fn sync_crd(
+    inner: &mut Inner,
+    tx: &broadcast::Sender<Arc<StoreEvent>>,
+    crd: &Value,
+    deleted: bool,
+) {
+    let Ok(parsed) = serde_json::from_value::<CustomResourceDefinition>(crd.clone()) else {
+        return;
+    };
+    let Ok(rt) = ResourceType::from_crd(&parsed) else {
+        return;
+    };
     if !deleted {
         inner.registry.insert(rt);
         return;
@@ -897,7 +1234,17 @@ fn sync_crd(inner: &mut Inner, tx: &broadcast::Sender<Arc<StoreEvent>>, crd: &Va
         for (_, s) in objs {
             let mut obj = s.object.clone();
             let rv = bump(inner, &mut obj);
-            record(inner, tx, StoreEvent { key: rt.key(), rv, kind: EventType::Deleted, object: obj, previous: Some(s.object) });
+            record(
+                inner,
+                tx,
+                StoreEvent {
+                    key: rt.key(),
+                    rv,
+                    kind: EventType::Deleted,
+                    object: obj,
+                    previous: Some(s.object),
+                },
+            );
         }
     }
 }

@@ -54,7 +54,8 @@ impl WatchRequest {
     }
 
     fn line(&self, ty: &str, obj: &Value) -> Bytes {
-        let mut s = serde_json::to_string(&json!({"type": ty, "object": self.present(obj)})).unwrap_or_default();
+        let mut s = serde_json::to_string(&json!({"type": ty, "object": self.present(obj)}))
+            .unwrap_or_default();
         s.push('\n');
         Bytes::from(s)
     }
@@ -64,8 +65,16 @@ impl WatchRequest {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let kind = if self.metadata_only { "PartialObjectMetadata".to_string() } else { self.rt.kind.clone() };
-        let api_version = if self.metadata_only { "meta.k8s.io/v1".to_string() } else { self.rt.api_version(&self.version) };
+        let kind = if self.metadata_only {
+            "PartialObjectMetadata".to_string()
+        } else {
+            self.rt.kind.clone()
+        };
+        let api_version = if self.metadata_only {
+            "meta.k8s.io/v1".to_string()
+        } else {
+            self.rt.api_version(&self.version)
+        };
         let mut s = serde_json::to_string(&json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}})).unwrap_or_default();
         s.push('\n');
         Bytes::from(s)
@@ -103,14 +112,20 @@ pub fn present(rt: &ResourceType, version: &str, obj: &Value, metadata_only: boo
 }
 
 /// Start a watch; the returned body streams until timeout, client disconnect or shutdown.
-pub fn stream(store: &Store, req: WatchRequest, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Body {
+pub fn stream(
+    store: &Store,
+    req: WatchRequest,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Body {
     let (mut tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     let sub = store.watch(&req.rt, req.namespace.as_deref(), req.start);
     tokio::spawn(async move {
         let mut sub = match sub {
             Ok(s) => s,
             Err(e) => {
-                let mut s = serde_json::to_string(&json!({"type": "ERROR", "object": e.status_body()})).unwrap_or_default();
+                let mut s =
+                    serde_json::to_string(&json!({"type": "ERROR", "object": e.status_body()}))
+                        .unwrap_or_default();
                 s.push('\n');
                 let _ = tx.send(Ok(Bytes::from(s))).await;
                 return;
@@ -133,7 +148,10 @@ pub fn stream(store: &Store, req: WatchRequest, mut shutdown: tokio::sync::watch
             }
         }
         let mut last_rv = sub.start_rv;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+            BOOKMARK_INTERVAL,
+        );
         loop {
             tokio::select! {
                 ev = sub.live.recv() => match ev {

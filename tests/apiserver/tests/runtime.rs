@@ -10,7 +10,9 @@ use common::{GpuRequest, GpuRequestSpec, eventually, server_with_crd};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -23,11 +25,32 @@ fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
 
-async fn next_apply(stream: &mut (impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin)) -> (String, String) {
+async fn next_apply(
+    stream: &mut (
+             impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin
+         ),
+) -> (String, String) {
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("watch event in time").expect("stream open").expect("no watch error");
+        let ev = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("watch event in time")
+            .expect("stream open")
+            .expect("no watch error");
         match ev {
-            watcher::Event::Apply(o) => return ("apply".into(), format!("{}={}", o.name_any(), o.data.unwrap_or_default().get("k").cloned().unwrap_or_default())),
+            watcher::Event::Apply(o) => {
+                return (
+                    "apply".into(),
+                    format!(
+                        "{}={}",
+                        o.name_any(),
+                        o.data
+                            .unwrap_or_default()
+                            .get("k")
+                            .cloned()
+                            .unwrap_or_default()
+                    ),
+                );
+            }
             watcher::Event::Delete(o) => return ("delete".into(), o.name_any()),
             _ => continue,
         }
@@ -39,23 +62,49 @@ async fn watcher_sees_changes_in_order() {
     for streaming in [false, true] {
         let server = DevApiServer::start().await.unwrap();
         let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
-        api.create(&PostParams::default(), &cm("pre")).await.unwrap();
-        let cfg = if streaming { watcher::Config::default().streaming_lists() } else { watcher::Config::default() };
+        api.create(&PostParams::default(), &cm("pre"))
+            .await
+            .unwrap();
+        let cfg = if streaming {
+            watcher::Config::default().streaming_lists()
+        } else {
+            watcher::Config::default()
+        };
         let mut stream = watcher(api.clone(), cfg).boxed();
         // Initial state first.
         loop {
-            match tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap() {
+            match tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
                 watcher::Event::InitApply(o) => assert_eq!(o.name_any(), "pre"),
                 watcher::Event::InitDone => break,
                 _ => {}
             }
         }
         api.create(&PostParams::default(), &cm("w1")).await.unwrap();
-        api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v2"}}))).await.unwrap();
+        api.patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v2"}})),
+        )
+        .await
+        .unwrap();
         api.delete("w1", &DeleteParams::default()).await.unwrap();
-        assert_eq!(next_apply(&mut stream).await, ("apply".into(), "w1=v".into()));
-        assert_eq!(next_apply(&mut stream).await, ("apply".into(), "w1=v2".into()));
-        assert_eq!(next_apply(&mut stream).await, ("delete".into(), "w1".into()));
+        assert_eq!(
+            next_apply(&mut stream).await,
+            ("apply".into(), "w1=v".into())
+        );
+        assert_eq!(
+            next_apply(&mut stream).await,
+            ("apply".into(), "w1=v2".into())
+        );
+        assert_eq!(
+            next_apply(&mut stream).await,
+            ("delete".into(), "w1".into())
+        );
         server.shutdown().await;
     }
 }
@@ -71,7 +120,14 @@ async fn raw_watch_resumes_and_expires() {
 
     // Resuming from `rv` replays what happened after it.
     let wp = WatchParams::default().timeout(5);
-    let events: Vec<_> = api.watch(&wp, &rv).await.unwrap().take(2).try_collect().await.unwrap();
+    let events: Vec<_> = api
+        .watch(&wp, &rv)
+        .await
+        .unwrap()
+        .take(2)
+        .try_collect()
+        .await
+        .unwrap();
     let seen: Vec<String> = events
         .iter()
         .map(|e| match e {
@@ -94,7 +150,12 @@ async fn raw_watch_resumes_and_expires() {
     let mut w = watcher(api.clone(), watcher::Config::default()).boxed();
     let mut init = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), w.next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(30), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             watcher::Event::InitApply(o) => init.push(o.name_any()),
             watcher::Event::InitDone => break,
             _ => {}
@@ -114,8 +175,15 @@ struct Ctx {
 
 async fn reconcile(obj: Arc<GpuRequest>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     ctx.reconciles.fetch_add(1, Ordering::SeqCst);
-    let status = json!({"status": {"phase": "Ready", "observedGeneration": obj.metadata.generation}});
-    ctx.api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(status)).await?;
+    let status =
+        json!({"status": {"phase": "Ready", "observedGeneration": obj.metadata.generation}});
+    ctx.api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await?;
     Ok(Action::await_change())
 }
 
@@ -127,11 +195,21 @@ fn error_policy(_obj: Arc<GpuRequest>, _e: &ReconcileError, _ctx: Arc<Ctx>) -> A
 async fn controller_reconciles_and_writes_status() {
     let (server, client) = server_with_crd().await;
     let api: Api<GpuRequest> = Api::all(client);
-    let ctx = Arc::new(Ctx { api: api.clone(), reconciles: AtomicUsize::new(0) });
-    let controller = Controller::new(api.clone(), watcher::Config::default()).run(reconcile, error_policy, ctx.clone()).for_each(|_| async {});
+    let ctx = Arc::new(Ctx {
+        api: api.clone(),
+        reconciles: AtomicUsize::new(0),
+    });
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
     let handle = tokio::spawn(controller);
 
-    api.create(&PostParams::default(), &GpuRequest::new("train-1", GpuRequestSpec { count: 2 })).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &GpuRequest::new("train-1", GpuRequestSpec { count: 2 }),
+    )
+    .await
+    .unwrap();
     eventually(30, || async {
         let o = api.get("train-1").await.ok()?;
         let st = o.status?;
@@ -140,11 +218,22 @@ async fn controller_reconciles_and_writes_status() {
     .await;
 
     // A spec change bumps generation and is reconciled again.
-    api.patch("train-1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"count": 3}}))).await.unwrap();
-    eventually(30, || async { (api.get("train-1").await.ok()?.status?.observed_generation == Some(2)).then_some(()) }).await;
+    api.patch(
+        "train-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"count": 3}})),
+    )
+    .await
+    .unwrap();
+    eventually(30, || async {
+        (api.get("train-1").await.ok()?.status?.observed_generation == Some(2)).then_some(())
+    })
+    .await;
     assert!(ctx.reconciles.load(Ordering::SeqCst) >= 2);
     // The status writes went to the status subresource.
-    assert!(server.requests().iter().any(|r| r.method == "PATCH" && r.subresource.as_deref() == Some("status") && r.status == 200));
+    assert!(server.requests().iter().any(|r| r.method == "PATCH"
+        && r.subresource.as_deref() == Some("status")
+        && r.status == 200));
     handle.abort();
 }
 
@@ -170,16 +259,34 @@ async fn finalizer_helper_adds_and_removes() {
                     .await
                 }
             },
-            |_obj, _e: &kube::runtime::finalizer::Error<kube::Error>, _ctx| Action::requeue(Duration::from_millis(200)),
+            |_obj, _e: &kube::runtime::finalizer::Error<kube::Error>, _ctx| {
+                Action::requeue(Duration::from_millis(200))
+            },
             Arc::new(()),
         )
         .for_each(|_| async {});
     let handle = tokio::spawn(controller);
 
-    api.create(&PostParams::default(), &GpuRequest::new("fin-1", GpuRequestSpec { count: 1 })).await.unwrap();
-    eventually(30, || async { api.get("fin-1").await.ok()?.finalizers().contains(&"tgp.io/cleanup".to_string()).then_some(()) }).await;
+    api.create(
+        &PostParams::default(),
+        &GpuRequest::new("fin-1", GpuRequestSpec { count: 1 }),
+    )
+    .await
+    .unwrap();
+    eventually(30, || async {
+        api.get("fin-1")
+            .await
+            .ok()?
+            .finalizers()
+            .contains(&"tgp.io/cleanup".to_string())
+            .then_some(())
+    })
+    .await;
     api.delete("fin-1", &DeleteParams::default()).await.unwrap();
-    eventually(30, || async { api.get_opt("fin-1").await.ok()?.is_none().then_some(()) }).await;
+    eventually(30, || async {
+        api.get_opt("fin-1").await.ok()?.is_none().then_some(())
+    })
+    .await;
     assert_eq!(cleanups.load(Ordering::SeqCst), 1);
     handle.abort();
 }
@@ -188,9 +295,27 @@ async fn finalizer_helper_adds_and_removes() {
 async fn recorder_publishes_events() {
     let (_server, client) = server_with_crd().await;
     let api: Api<GpuRequest> = Api::all(client.clone());
-    let obj = api.create(&PostParams::default(), &GpuRequest::new("ev-1", GpuRequestSpec { count: 1 })).await.unwrap();
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "tgp".into(), instance: Some("tgp-0".into()) });
-    let ev = Event { type_: EventType::Normal, reason: "Scheduled".into(), note: Some("placed on gpu-node-1".into()), action: "Schedule".into(), secondary: None };
+    let obj = api
+        .create(
+            &PostParams::default(),
+            &GpuRequest::new("ev-1", GpuRequestSpec { count: 1 }),
+        )
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "tgp".into(),
+            instance: Some("tgp-0".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Scheduled".into(),
+        note: Some("placed on gpu-node-1".into()),
+        action: "Schedule".into(),
+        secondary: None,
+    };
     recorder.publish(&ev, &obj.object_ref(&())).await.unwrap();
     // The same event again becomes a series (merge patch of the existing Event).
     recorder.publish(&ev, &obj.object_ref(&())).await.unwrap();
@@ -224,16 +349,43 @@ async fn lease_manager_single_holder_and_takeover() {
     .await;
     let (mut b_rx, b_task) = b.watch().await;
     // While `a` holds and renews the lease, `b` must not become leader.
-    let lost = tokio::time::timeout(Duration::from_secs(4), b_rx.wait_for(|v| *v)).await.map(|r| r.map(|v| *v).is_ok());
+    let lost = tokio::time::timeout(Duration::from_secs(4), b_rx.wait_for(|v| *v))
+        .await
+        .map(|r| r.map(|v| *v).is_ok());
     assert!(lost.is_err(), "b must not acquire a held lease");
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
-    assert_eq!(leases.get("tgp-leader").await.unwrap().spec.unwrap().holder_identity.as_deref(), Some("a"));
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    assert_eq!(
+        leases
+            .get("tgp-leader")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("a")
+    );
 
     // `a` steps down (dropping the receiver releases the lease); `b` takes over.
     drop(a_rx);
     a_task.await.unwrap().unwrap();
-    tokio::time::timeout(Duration::from_secs(30), b_rx.wait_for(|v| *v)).await.expect("b takes over").map(|v| *v).unwrap();
-    assert_eq!(leases.get("tgp-leader").await.unwrap().spec.unwrap().holder_identity.as_deref(), Some("b"));
+    tokio::time::timeout(Duration::from_secs(30), b_rx.wait_for(|v| *v))
+        .await
+        .expect("b takes over")
+        .map(|v| *v)
+        .unwrap();
+    assert_eq!(
+        leases
+            .get("tgp-leader")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("b")
+    );
     drop(b_rx);
     let _ = b_task.await;
 }

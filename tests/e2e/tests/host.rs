@@ -15,11 +15,19 @@ fn host() -> PluginHost {
 }
 
 fn spec(gpu_type: &str, count: u32) -> GpuSpec {
-    GpuSpec { gpu_type: gpu_type.into(), count, regions: vec![], spot: false, max_price_per_hour: None }
+    GpuSpec {
+        gpu_type: gpu_type.into(),
+        count,
+        regions: vec![],
+        spot: false,
+        max_price_per_hour: None,
+    }
 }
 
 async fn load(host: &PluginHost, grants: tgp::plugins::Grants) -> Plugin {
-    host.load(hostile(), grants).await.expect("hostile plugin loads")
+    host.load(hostile(), grants)
+        .await
+        .expect("hostile plugin loads")
 }
 
 #[tokio::test]
@@ -36,10 +44,16 @@ async fn loads_and_answers_info_and_quote() {
     assert_eq!(offers[0].offer_id, "H100-SXMx8");
     assert_eq!(offers[0].count, 8);
     // Unimplemented operations come back as classified provider errors.
-    assert!(matches!(plugin.verify("i-1").await, Err(CallError::Provider(ProviderError::Unsupported(_)))));
+    assert!(matches!(
+        plugin.verify("i-1").await,
+        Err(CallError::Provider(ProviderError::Unsupported(_)))
+    ));
     // Generated types round-trip through JSON.
     let json = serde_json::to_string(&offers[0]).expect("serialize");
-    assert_eq!(serde_json::from_str::<tgp::plugins::Offer>(&json).expect("deserialize"), offers[0]);
+    assert_eq!(
+        serde_json::from_str::<tgp::plugins::Offer>(&json).expect("deserialize"),
+        offers[0]
+    );
 }
 
 #[tokio::test]
@@ -64,11 +78,28 @@ async fn infinite_loop_times_out_while_other_plugins_keep_answering() {
     };
     let ((loop_result, loop_elapsed), (ok_result, ok_elapsed)) = tokio::join!(loop_call, ok_call);
 
-    assert_eq!(loop_result, Err(CallError::Timeout { after: Duration::from_secs(1) }));
-    assert!(loop_elapsed >= Duration::from_secs(1), "stopped early: {loop_elapsed:?}");
-    assert!(loop_elapsed < Duration::from_secs(2), "deadline overrun: {loop_elapsed:?}");
-    assert_eq!(ok_result.expect("healthy plugin answers")[0].offer_id, "A100x2");
-    assert!(ok_elapsed < loop_elapsed, "healthy call ({ok_elapsed:?}) waited for the loop ({loop_elapsed:?})");
+    assert_eq!(
+        loop_result,
+        Err(CallError::Timeout {
+            after: Duration::from_secs(1)
+        })
+    );
+    assert!(
+        loop_elapsed >= Duration::from_secs(1),
+        "stopped early: {loop_elapsed:?}"
+    );
+    assert!(
+        loop_elapsed < Duration::from_secs(2),
+        "deadline overrun: {loop_elapsed:?}"
+    );
+    assert_eq!(
+        ok_result.expect("healthy plugin answers")[0].offer_id,
+        "A100x2"
+    );
+    assert!(
+        ok_elapsed < loop_elapsed,
+        "healthy call ({ok_elapsed:?}) waited for the loop ({loop_elapsed:?})"
+    );
     assert_eq!(looping.stats().discarded, 1);
     assert_eq!(looping.stats().idle, 0);
 }
@@ -92,7 +123,10 @@ async fn memory_bomb_is_out_of_memory_and_the_plugin_recovers() {
     assert_eq!(bomb.stats().instantiations, before + 1);
     assert_eq!(bomb.stats().discarded, 2);
     // A call that does not allocate still works on the same plugin.
-    let offers = bomb.quote(&spec("mode:ok", 3)).await.expect("same plugin recovers");
+    let offers = bomb
+        .quote(&spec("mode:ok", 3))
+        .await
+        .expect("same plugin recovers");
     assert_eq!(offers[0].offer_id, "mode:okx3");
     assert!(bomb.call_info().await.is_ok());
 }
@@ -104,7 +138,10 @@ async fn panic_becomes_guest_panic_with_its_message() {
     let plugin = load(&host, grants("panic")).await;
     match plugin.quote(&spec("A100", 1)).await {
         Err(CallError::GuestPanic { message }) => {
-            assert!(message.contains("hostile plugin panicked on purpose"), "message: {message}")
+            assert!(
+                message.contains("hostile plugin panicked on purpose"),
+                "message: {message}"
+            )
         }
         other => panic!("expected GuestPanic, got {other:?}"),
     }
@@ -117,17 +154,29 @@ async fn trapped_instance_is_discarded_and_the_next_call_runs_fresh() {
     let plugin = load(&host, grants("ok")).await;
     plugin.quote(&spec("A", 1)).await.expect("ok");
     let s = plugin.stats();
-    assert_eq!((s.instantiations, s.idle), (1, 1), "load and first call share one pooled instance");
+    assert_eq!(
+        (s.instantiations, s.idle),
+        (1, 1),
+        "load and first call share one pooled instance"
+    );
 
     let r = plugin.quote(&spec("mode:panic", 1)).await;
     assert!(matches!(r, Err(CallError::GuestPanic { .. })), "{r:?}");
     let s = plugin.stats();
-    assert_eq!((s.instantiations, s.idle, s.discarded), (1, 0, 1), "the trapped instance left the pool");
+    assert_eq!(
+        (s.instantiations, s.idle, s.discarded),
+        (1, 0, 1),
+        "the trapped instance left the pool"
+    );
 
     let offers = plugin.quote(&spec("B", 2)).await.expect("next call works");
     assert_eq!(offers[0].offer_id, "Bx2");
     let s = plugin.stats();
-    assert_eq!((s.instantiations, s.idle), (2, 1), "the next call instantiated fresh");
+    assert_eq!(
+        (s.instantiations, s.idle),
+        (2, 1),
+        "the next call instantiated fresh"
+    );
 }
 
 #[tokio::test]
@@ -136,11 +185,23 @@ async fn off_list_host_is_capability_denied_without_any_connection() {
     let host = host();
     let wire = tripwire();
     let target = format!("http://127.0.0.1:{}/steal", wire.port);
-    let plugin = load(&host, with_target(grants("offlist"), &target, &["https://api.example.com"])).await;
+    let plugin = load(
+        &host,
+        with_target(grants("offlist"), &target, &["https://api.example.com"]),
+    )
+    .await;
     let r = plugin.quote(&spec("A100", 1)).await;
-    assert_eq!(r, Err(CallError::CapabilityDenied { what: format!("http://127.0.0.1:{}", wire.port) }));
+    assert_eq!(
+        r,
+        Err(CallError::CapabilityDenied {
+            what: format!("http://127.0.0.1:{}", wire.port)
+        })
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!wire.was_touched(), "the host connected to a host that is not on the allow-list");
+    assert!(
+        !wire.was_touched(),
+        "the host connected to a host that is not on the allow-list"
+    );
     // The plugin keeps serving.
     assert!(plugin.call_info().await.is_ok());
 }
@@ -151,15 +212,25 @@ async fn hostnames_resolving_to_private_addresses_are_refused() {
     let host = host();
     let wire = tripwire();
     let origin = format!("http://localhost:{}", wire.port);
-    let plugin = load(&host, with_target(grants("big"), &format!("{origin}/x"), &[&origin])).await;
+    let plugin = load(
+        &host,
+        with_target(grants("big"), &format!("{origin}/x"), &[&origin]),
+    )
+    .await;
     match plugin.quote(&spec("A100", 1)).await {
         Err(CallError::Provider(ProviderError::Internal(text))) => {
-            assert!(text.starts_with("connect:") && text.contains("non-public"), "{text}")
+            assert!(
+                text.starts_with("connect:") && text.contains("non-public"),
+                "{text}"
+            )
         }
         other => panic!("expected a refused connection, got {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!wire.was_touched(), "the host connected to a private address through a hostname");
+    assert!(
+        !wire.was_touched(),
+        "the host connected to a private address through a hostname"
+    );
 }
 
 #[tokio::test]
@@ -168,10 +239,19 @@ async fn oversized_response_is_too_large_at_the_cap() {
     let host = host();
     let port = big_server(5 * 1024 * 1024);
     let origin = format!("http://127.0.0.1:{port}");
-    let plugin = load(&host, with_target(grants("big"), &format!("{origin}/big"), &[&origin])).await;
+    let plugin = load(
+        &host,
+        with_target(grants("big"), &format!("{origin}/big"), &[&origin]),
+    )
+    .await;
     let cap = plugin_cap();
     let r = plugin.quote(&spec("A100", 1)).await;
-    assert_eq!(r, Err(CallError::Provider(ProviderError::Internal(format!("too-large: {cap}")))));
+    assert_eq!(
+        r,
+        Err(CallError::Provider(ProviderError::Internal(format!(
+            "too-large: {cap}"
+        ))))
+    );
 }
 
 fn plugin_cap() -> u64 {
@@ -185,20 +265,45 @@ async fn secrets_reach_the_server_but_never_the_plugin_or_the_logs() {
     let secret = "sk-live-TOPSECRET-8d1f2a";
     let server = echo_server();
     let origin = format!("http://127.0.0.1:{}", server.port);
-    let g = with_secret(with_target(grants("secret"), &format!("{origin}/echo"), &[&origin]), "api_key", secret);
-    assert!(!format!("{g:?}").contains(secret), "Grants Debug leaks the secret");
+    let g = with_secret(
+        with_target(grants("secret"), &format!("{origin}/echo"), &[&origin]),
+        "api_key",
+        secret,
+    );
+    assert!(
+        !format!("{g:?}").contains(secret),
+        "Grants Debug leaks the secret"
+    );
     let plugin = load(&host, g).await;
 
-    let offers = plugin.quote(&spec("A100", 1)).await.expect("secret mode answers");
+    let offers = plugin
+        .quote(&spec("A100", 1))
+        .await
+        .expect("secret mode answers");
     let seen = server.seen.lock().expect("lock").join("\n");
-    assert!(seen.contains(&format!("Bearer {secret}")), "server did not get the real secret: {seen}");
+    assert!(
+        seen.contains(&format!("Bearer {secret}")),
+        "server did not get the real secret: {seen}"
+    );
     let answer = &offers[0].offer_id;
-    assert!(answer.contains("Bearer {{secret:api_key}}"), "plugin answer: {answer}");
-    assert!(answer.contains("x-echo-authorization: Bearer {{secret:api_key}}"), "plugin answer: {answer}");
-    assert!(!answer.contains(secret), "the plugin saw the secret: {answer}");
+    assert!(
+        answer.contains("Bearer {{secret:api_key}}"),
+        "plugin answer: {answer}"
+    );
+    assert!(
+        answer.contains("x-echo-authorization: Bearer {{secret:api_key}}"),
+        "plugin answer: {answer}"
+    );
+    assert!(
+        !answer.contains(secret),
+        "the plugin saw the secret: {answer}"
+    );
 
     let logs = logs_text();
-    assert!(logs.contains("secret mode received body"), "guest log lines are captured");
+    assert!(
+        logs.contains("secret mode received body"),
+        "guest log lines are captured"
+    );
     assert!(!logs.contains(secret), "the secret reached the logs");
     drop(logs_handle);
 }
@@ -212,14 +317,20 @@ async fn future_contract_is_refused_naming_both_versions() {
         .await
         .expect_err("must be refused");
     let text = err.to_string();
-    assert!(matches!(&err, LoadError::Incompatible { plugin, .. } if plugin == "1.0.0"), "{err:?}");
+    assert!(
+        matches!(&err, LoadError::Incompatible { plugin, .. } if plugin == "1.0.0"),
+        "{err:?}"
+    );
     assert!(text.contains("1.0.0") && text.contains("0.1"), "{text}");
 }
 
 #[tokio::test]
 async fn garbage_bytes_are_a_compile_error() {
     let host = host();
-    let err = host.load(b"not wasm".to_vec(), grants("ok")).await.expect_err("must fail");
+    let err = host
+        .load(b"not wasm".to_vec(), grants("ok"))
+        .await
+        .expect_err("must fail");
     assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
 }
 
@@ -231,7 +342,9 @@ async fn sixty_four_parallel_calls_get_their_own_answers() {
     let mut tasks = Vec::new();
     for i in 0..64u32 {
         let p = plugin.clone();
-        tasks.push(tokio::spawn(async move { (i, p.quote(&spec(&format!("gpu-{i}"), i + 1)).await) }));
+        tasks.push(tokio::spawn(async move {
+            (i, p.quote(&spec(&format!("gpu-{i}"), i + 1)).await)
+        }));
     }
     for t in tasks {
         let (i, r) = t.await.expect("task");
@@ -249,16 +362,31 @@ async fn sixty_four_parallel_calls_get_their_own_answers() {
 async fn compile_cache_is_used_and_corruption_is_detected() {
     logs();
     let dir = tempfile::tempdir().expect("tempdir");
-    let host = PluginHost::new(HostConfig { cache_dir: Some(dir.path().to_path_buf()), ..HostConfig::default() }).expect("host");
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    })
+    .expect("host");
 
     let first = load(&host, grants("ok")).await;
     assert!(!first.loaded_from_cache());
     let second = load(&host, grants("ok")).await;
     assert!(second.loaded_from_cache());
-    assert_eq!(second.quote(&spec("X", 1)).await.expect("cached plugin works")[0].offer_id, "Xx1");
+    assert_eq!(
+        second
+            .quote(&spec("X", 1))
+            .await
+            .expect("cached plugin works")[0]
+            .offer_id,
+        "Xx1"
+    );
 
     // A fresh host (same engine settings) also hits the cache.
-    let other = PluginHost::new(HostConfig { cache_dir: Some(dir.path().to_path_buf()), ..HostConfig::default() }).expect("host");
+    let other = PluginHost::new(HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    })
+    .expect("host");
     assert!(load(&other, grants("ok")).await.loaded_from_cache());
 
     // Corrupt the entry: flip bytes in the middle of the artifact.
@@ -277,8 +405,14 @@ async fn compile_cache_is_used_and_corruption_is_detected() {
     std::fs::write(&entries[0], &data).expect("corrupt entry");
 
     let recompiled = load(&host, grants("ok")).await;
-    assert!(!recompiled.loaded_from_cache(), "a corrupted entry was trusted");
-    assert_eq!(recompiled.quote(&spec("Y", 2)).await.expect("works")[0].offer_id, "Yx2");
+    assert!(
+        !recompiled.loaded_from_cache(),
+        "a corrupted entry was trusted"
+    );
+    assert_eq!(
+        recompiled.quote(&spec("Y", 2)).await.expect("works")[0].offer_id,
+        "Yx2"
+    );
     // The entry was rewritten.
     assert!(load(&host, grants("ok")).await.loaded_from_cache());
 }
@@ -291,12 +425,21 @@ async fn redirects_are_rechecked_against_the_allow_list() {
     let off_list = format!("http://127.0.0.1:{}", wire.port);
     let port = redirect_server(format!("{off_list}/next"));
     let origin = format!("http://127.0.0.1:{port}");
-    let plugin = load(&host, with_target(grants("big"), &format!("{origin}/start"), &[&origin])).await;
+    let plugin = load(
+        &host,
+        with_target(grants("big"), &format!("{origin}/start"), &[&origin]),
+    )
+    .await;
     let r = plugin.quote(&spec("A100", 1)).await;
     assert_eq!(
         r,
-        Err(CallError::Provider(ProviderError::Internal(format!("denied: redirect to {off_list} is not on the allow-list"))))
+        Err(CallError::Provider(ProviderError::Internal(format!(
+            "denied: redirect to {off_list} is not on the allow-list"
+        ))))
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!wire.was_touched(), "the host followed a redirect to a host that is not on the allow-list");
+    assert!(
+        !wire.was_touched(),
+        "the host followed a redirect to a host that is not on the allow-list"
+    );
 }

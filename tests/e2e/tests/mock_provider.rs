@@ -3,15 +3,24 @@
 
 use std::time::Duration;
 
-use tgp::embedded::{mock_grants, MOCK_PLUGIN};
-use tgp::plugins::{Balance, GpuSpec, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost, ProviderError, CallError, Tag, TerminateOutcome};
+use tgp::embedded::{MOCK_PLUGIN, mock_grants};
+use tgp::plugins::{
+    Balance, CallError, GpuSpec, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost,
+    ProviderError, Tag, TerminateOutcome,
+};
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
 
 async fn setup(config: MockCloudConfig) -> (PluginHost, MockCloud, Plugin) {
     let api_key = config.api_key.clone();
     let cloud = MockCloud::start(config).await.expect("simulator starts");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(MOCK_PLUGIN.to_vec(), mock_grants("mock", &cloud.base_url(), &api_key)).await.expect("mock plugin loads");
+    let plugin = host
+        .load(
+            MOCK_PLUGIN.to_vec(),
+            mock_grants("mock", &cloud.base_url(), &api_key),
+        )
+        .await
+        .expect("mock plugin loads");
     (host, cloud, plugin)
 }
 
@@ -25,7 +34,13 @@ fn slow_boot() -> MockCloudConfig {
 }
 
 fn h100() -> GpuSpec {
-    GpuSpec { gpu_type: "H100-SXM".into(), count: 1, regions: vec![], spot: false, max_price_per_hour: None }
+    GpuSpec {
+        gpu_type: "H100-SXM".into(),
+        count: 1,
+        regions: vec![],
+        spot: false,
+        max_price_per_hour: None,
+    }
 }
 
 #[tokio::test]
@@ -35,16 +50,34 @@ async fn round_trip_through_the_host() {
     // quote: well-formed offers for the request only, cheapest first.
     let offers = plugin.quote(&h100()).await.expect("quote");
     assert!(!offers.is_empty());
-    assert!(offers.iter().all(|o| o.gpu_type == "H100-SXM" && o.count == 1 && !o.spot));
-    assert!(offers.windows(2).all(|w| w[0].price_per_hour <= w[1].price_per_hour), "sorted by price");
+    assert!(
+        offers
+            .iter()
+            .all(|o| o.gpu_type == "H100-SXM" && o.count == 1 && !o.spot)
+    );
+    assert!(
+        offers
+            .windows(2)
+            .all(|w| w[0].price_per_hour <= w[1].price_per_hour),
+        "sorted by price"
+    );
     let offer = offers[0].clone();
 
     // launch: the simulator sees our name, tags and user data.
-    let owner = Tag { key: "tgp.io/cluster".into(), value: "c1".into() };
+    let owner = Tag {
+        key: "tgp.io/cluster".into(),
+        value: "c1".into(),
+    };
     let req = LaunchRequest {
         offer: offer.clone(),
         instance_name: "tgp-test-1".into(),
-        tags: vec![owner.clone(), Tag { key: "tgp.io/request-uid".into(), value: "u1".into() }],
+        tags: vec![
+            owner.clone(),
+            Tag {
+                key: "tgp.io/request-uid".into(),
+                value: "u1".into(),
+            },
+        ],
         user_data: Some("#cloud-config".into()),
         image: None,
     };
@@ -53,7 +86,10 @@ async fn round_trip_through_the_host() {
     let sim = cloud.instances();
     assert_eq!(sim.len(), 1);
     assert_eq!(sim[0].id, launched.instance_id);
-    assert_eq!(sim[0].tags.get("tgp.io/cluster").map(String::as_str), Some("c1"));
+    assert_eq!(
+        sim[0].tags.get("tgp.io/cluster").map(String::as_str),
+        Some("c1")
+    );
     assert_eq!(sim[0].user_data.as_deref(), Some("#cloud-config"));
 
     // verify: pending first, running once the simulated clock passes the boot delays.
@@ -71,19 +107,47 @@ async fn round_trip_through_the_host() {
     }
 
     // list-owned: finds what launch created, by tag, and nothing else.
-    let other = LaunchRequest { instance_name: "not-ours".into(), tags: vec![Tag { key: "tgp.io/cluster".into(), value: "c2".into() }], ..req.clone() };
+    let other = LaunchRequest {
+        instance_name: "not-ours".into(),
+        tags: vec![Tag {
+            key: "tgp.io/cluster".into(),
+            value: "c2".into(),
+        }],
+        ..req.clone()
+    };
     plugin.launch(&other).await.expect("second launch");
     let owned = plugin.list_owned(&owner).await.expect("list-owned");
     assert_eq!(owned.len(), 1, "{owned:?}");
     assert_eq!(owned[0].instance_id, launched.instance_id);
 
     // terminate twice: terminating, then (once gone) already gone or terminated; never an error.
-    let first = plugin.terminate(&launched.instance_id).await.expect("terminate");
-    assert!(matches!(first, TerminateOutcome::Terminating | TerminateOutcome::Terminated), "{first:?}");
+    let first = plugin
+        .terminate(&launched.instance_id)
+        .await
+        .expect("terminate");
+    assert!(
+        matches!(
+            first,
+            TerminateOutcome::Terminating | TerminateOutcome::Terminated
+        ),
+        "{first:?}"
+    );
     cloud.advance(Duration::from_secs(31));
-    let second = plugin.terminate(&launched.instance_id).await.expect("terminate again");
-    assert!(matches!(second, TerminateOutcome::Terminated | TerminateOutcome::AlreadyGone), "{second:?}");
-    let gone = plugin.terminate("i-never-existed").await.expect("terminate unknown");
+    let second = plugin
+        .terminate(&launched.instance_id)
+        .await
+        .expect("terminate again");
+    assert!(
+        matches!(
+            second,
+            TerminateOutcome::Terminated | TerminateOutcome::AlreadyGone
+        ),
+        "{second:?}"
+    );
+    let gone = plugin
+        .terminate("i-never-existed")
+        .await
+        .expect("terminate unknown");
     assert_eq!(gone, TerminateOutcome::AlreadyGone);
 
     // verify of an unknown id is not-found.
@@ -97,21 +161,38 @@ async fn round_trip_through_the_host() {
 async fn typed_errors_from_the_cloud() {
     let (_host, cloud, plugin) = setup(MockCloudConfig::default()).await;
     let offer = plugin.quote(&h100()).await.expect("quote")[0].clone();
-    let req = LaunchRequest { offer, instance_name: "tgp-e".into(), tags: vec![], user_data: None, image: None };
+    let req = LaunchRequest {
+        offer,
+        instance_name: "tgp-e".into(),
+        tags: vec![],
+        user_data: None,
+        image: None,
+    };
 
     cloud.set_balance(0);
     match plugin.launch(&req).await {
         Err(CallError::Provider(ProviderError::Billing(_))) => {}
         other => panic!("expected billing, got {other:?}"),
     }
-    assert!(cloud.live_instances().is_empty(), "a refused launch leaves nothing");
+    assert!(
+        cloud.live_instances().is_empty(),
+        "a refused launch leaves nothing"
+    );
 }
 
 #[tokio::test]
 async fn wrong_key_is_an_auth_error() {
-    let cloud = MockCloud::start(MockCloudConfig::default()).await.expect("simulator");
+    let cloud = MockCloud::start(MockCloudConfig::default())
+        .await
+        .expect("simulator");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(MOCK_PLUGIN.to_vec(), mock_grants("mock", &cloud.base_url(), "wrong-key")).await.expect("loads");
+    let plugin = host
+        .load(
+            MOCK_PLUGIN.to_vec(),
+            mock_grants("mock", &cloud.base_url(), "wrong-key"),
+        )
+        .await
+        .expect("loads");
     match plugin.quote(&h100()).await {
         Err(CallError::Provider(ProviderError::Auth(_))) => {}
         other => panic!("expected auth, got {other:?}"),
@@ -121,11 +202,19 @@ async fn wrong_key_is_an_auth_error() {
 /// The SDK README's example, compiled by this crate's build script, loads and answers.
 #[tokio::test]
 async fn sdk_readme_example_loads_and_answers() {
-    let path = std::path::PathBuf::from(env!("TGP_TEST_PLUGIN_DIR")).join("examples").join("minimal.wasm");
+    let path = std::path::PathBuf::from(env!("TGP_TEST_PLUGIN_DIR"))
+        .join("examples")
+        .join("minimal.wasm");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let grants = tgp::plugins::Grants { provider_name: "minimal".into(), ..Default::default() };
-    let plugin = host.load(bytes, grants).await.expect("the README example is a valid provider");
+    let grants = tgp::plugins::Grants {
+        provider_name: "minimal".into(),
+        ..Default::default()
+    };
+    let plugin = host
+        .load(bytes, grants)
+        .await
+        .expect("the README example is a valid provider");
     assert_eq!(plugin.contract_version(), tgp::plugins::CONTRACT_VERSION);
     assert!(!plugin.info().name.is_empty());
 }

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use tgp::conformance::{self, Personality, Target, Verdict};
 use tgp::plugins::{
-    CallError, GpuSpec, Grants, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost, ProviderError, SecretValue, Tag,
+    CallError, GpuSpec, Grants, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost,
+    ProviderError, SecretValue, Tag,
 };
-use tgp_cloudsim::{Faults, LambdaCloud, LambdaConfig, RunpodCloud, RunpodConfig, Switch, VastCloud, VastConfig};
+use tgp_cloudsim::{
+    Faults, LambdaCloud, LambdaConfig, RunpodCloud, RunpodConfig, Switch, VastCloud, VastConfig,
+};
 
 fn component(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("TGP_TEST_PLUGIN_DIR")).join(format!("tgp_provider_{name}.wasm"));
@@ -20,9 +23,19 @@ fn component(name: &str) -> Vec<u8> {
 async fn conformance_passes(name: &str, personality: Personality) {
     let host = PluginHost::new(HostConfig::default()).expect("host");
     let target = Target::simulator(personality).await.expect("simulator");
-    let report = conformance::run(&host, component(name), &target, &BTreeMap::new()).await.expect("kit runs");
-    let failures: Vec<_> = report.results.iter().filter(|r| r.verdict != Verdict::Pass).collect();
-    assert!(failures.is_empty(), "{name}: {}", conformance::render(&report));
+    let report = conformance::run(&host, component(name), &target, &BTreeMap::new())
+        .await
+        .expect("kit runs");
+    let failures: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.verdict != Verdict::Pass)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{name}: {}",
+        conformance::render(&report)
+    );
     assert_eq!(report.results.len(), 9);
 }
 
@@ -47,7 +60,10 @@ async fn conformance_vast() {
 }
 
 fn grants(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> Grants {
-    let mut config: BTreeMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut config: BTreeMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     config.insert("base_url".into(), base_url.into());
     Grants {
         provider_name: name.into(),
@@ -59,12 +75,27 @@ fn grants(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> Gran
 }
 
 fn spec(gpu: &str, spot: bool) -> GpuSpec {
-    GpuSpec { gpu_type: gpu.into(), count: 1, regions: vec![], spot, max_price_per_hour: None }
+    GpuSpec {
+        gpu_type: gpu.into(),
+        count: 1,
+        regions: vec![],
+        spot,
+        max_price_per_hour: None,
+    }
 }
 
 async fn launch_cheapest(plugin: &Plugin, spot: bool, name: &str) -> String {
     let offer = plugin.quote(&spec("H100-SXM", spot)).await.expect("quote")[0].clone();
-    let req = LaunchRequest { offer, instance_name: name.into(), tags: vec![Tag { key: "tgp.io/cluster".into(), value: "t".into() }], user_data: None, image: None };
+    let req = LaunchRequest {
+        offer,
+        instance_name: name.into(),
+        tags: vec![Tag {
+            key: "tgp.io/cluster".into(),
+            value: "t".into(),
+        }],
+        user_data: None,
+        image: None,
+    };
     plugin.launch(&req).await.expect("launch").instance_id
 }
 
@@ -89,17 +120,29 @@ async fn until_running(plugin: &Plugin, id: &str, advance: impl Fn(Duration)) {
 
 #[tokio::test]
 async fn runpod_silent_launch_failure_never_runs_and_bills_nothing() {
-    let cloud = RunpodCloud::start(RunpodConfig::instant()).await.expect("sim");
+    let cloud = RunpodCloud::start(RunpodConfig::instant())
+        .await
+        .expect("sim");
     cloud.set_faults(Faults::none().silent_launch_failure(Switch::Always));
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(component("runpod"), grants("runpod", &cloud.base_url(), "runpod-key", &[])).await.expect("load");
+    let plugin = host
+        .load(
+            component("runpod"),
+            grants("runpod", &cloud.base_url(), "runpod-key", &[]),
+        )
+        .await
+        .expect("load");
     let balance = cloud.balance_micro_usd();
     let id = launch_cheapest(&plugin, false, "tgp-silent").await;
     assert!(!id.is_empty(), "the API answered with an id");
     for _ in 0..10 {
         cloud.advance(Duration::from_secs(30));
         let s = state(&plugin, &id).await;
-        assert_ne!(s, InstanceState::Running, "a silently failed pod must never look running");
+        assert_ne!(
+            s,
+            InstanceState::Running,
+            "a silently failed pod must never look running"
+        );
     }
     assert_eq!(state(&plugin, &id).await, InstanceState::NotFound);
     assert_eq!(cloud.balance_micro_usd(), balance, "nothing billed");
@@ -108,9 +151,17 @@ async fn runpod_silent_launch_failure_never_runs_and_bills_nothing() {
 
 #[tokio::test]
 async fn runpod_pod_that_disappears_is_not_found() {
-    let cloud = RunpodCloud::start(RunpodConfig::instant()).await.expect("sim");
+    let cloud = RunpodCloud::start(RunpodConfig::instant())
+        .await
+        .expect("sim");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(component("runpod"), grants("runpod", &cloud.base_url(), "runpod-key", &[])).await.expect("load");
+    let plugin = host
+        .load(
+            component("runpod"),
+            grants("runpod", &cloud.base_url(), "runpod-key", &[]),
+        )
+        .await
+        .expect("load");
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(&id));
@@ -119,10 +170,18 @@ async fn runpod_pod_that_disappears_is_not_found() {
 
 #[tokio::test]
 async fn lambda_launch_without_ssh_key_is_refused_before_any_call() {
-    let cloud = LambdaCloud::start(LambdaConfig::instant()).await.expect("sim");
+    let cloud = LambdaCloud::start(LambdaConfig::instant())
+        .await
+        .expect("sim");
     let host = PluginHost::new(HostConfig::default()).expect("host");
     // Configured without ssh_key_name.
-    let plugin = host.load(component("lambda"), grants("lambda", &cloud.base_url(), "lambda-key", &[])).await.expect("load");
+    let plugin = host
+        .load(
+            component("lambda"),
+            grants("lambda", &cloud.base_url(), "lambda-key", &[]),
+        )
+        .await
+        .expect("load");
     cloud.clear_calls();
     let offer = tgp::plugins::Offer {
         offer_id: "gpu_1x_h100_sxm5:us-east-1".into(),
@@ -133,20 +192,45 @@ async fn lambda_launch_without_ssh_key_is_refused_before_any_call() {
         spot: false,
         availability: tgp::plugins::Availability::Available,
     };
-    let req = LaunchRequest { offer, instance_name: "tgp-nokey".into(), tags: vec![], user_data: None, image: None };
+    let req = LaunchRequest {
+        offer,
+        instance_name: "tgp-nokey".into(),
+        tags: vec![],
+        user_data: None,
+        image: None,
+    };
     match plugin.launch(&req).await {
-        Err(CallError::Provider(ProviderError::InvalidRequest(f))) => assert_eq!(f.field, "ssh_key_name", "{f:?}"),
+        Err(CallError::Provider(ProviderError::InvalidRequest(f))) => {
+            assert_eq!(f.field, "ssh_key_name", "{f:?}")
+        }
         other => panic!("expected invalid-request naming ssh_key_name, got {other:?}"),
     }
-    assert!(cloud.calls().is_empty(), "no request reached the API: {:?}", cloud.calls());
+    assert!(
+        cloud.calls().is_empty(),
+        "no request reached the API: {:?}",
+        cloud.calls()
+    );
     assert!(cloud.live_instances().is_empty());
 }
 
 #[tokio::test]
 async fn lambda_instance_that_disappears_is_not_found() {
-    let cloud = LambdaCloud::start(LambdaConfig::instant()).await.expect("sim");
+    let cloud = LambdaCloud::start(LambdaConfig::instant())
+        .await
+        .expect("sim");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(component("lambda"), grants("lambda", &cloud.base_url(), "lambda-key", &[("ssh_key_name", "tgp")])).await.expect("load");
+    let plugin = host
+        .load(
+            component("lambda"),
+            grants(
+                "lambda",
+                &cloud.base_url(),
+                "lambda-key",
+                &[("ssh_key_name", "tgp")],
+            ),
+        )
+        .await
+        .expect("load");
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(&id));
@@ -157,24 +241,56 @@ async fn lambda_instance_that_disappears_is_not_found() {
 async fn vast_low_bid_leaves_no_instance_behind() {
     let cloud = VastCloud::start(VastConfig::instant()).await.expect("sim");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(component("vast"), grants("vast", &cloud.base_url(), "vast-key", &[])).await.expect("load");
-    let mut offer = plugin.quote(&spec("H100-SXM", true)).await.expect("spot quote")[0].clone();
+    let plugin = host
+        .load(
+            component("vast"),
+            grants("vast", &cloud.base_url(), "vast-key", &[]),
+        )
+        .await
+        .expect("load");
+    let mut offer = plugin
+        .quote(&spec("H100-SXM", true))
+        .await
+        .expect("spot quote")[0]
+        .clone();
     // The minimum bid rose between quote and launch: bid far below it.
-    let (ask, _) = offer.offer_id.split_once(":bid:").expect("spot offers carry their bid");
+    let (ask, _) = offer
+        .offer_id
+        .split_once(":bid:")
+        .expect("spot offers carry their bid");
     offer.offer_id = format!("{ask}:bid:1000");
     offer.price_per_hour = 1000;
-    let req = LaunchRequest { offer, instance_name: "tgp-lowbid".into(), tags: vec![], user_data: None, image: None };
+    let req = LaunchRequest {
+        offer,
+        instance_name: "tgp-lowbid".into(),
+        tags: vec![],
+        user_data: None,
+        image: None,
+    };
     let result = plugin.launch(&req).await;
     assert!(result.is_err(), "a low bid is a failed launch: {result:?}");
-    assert_eq!(cloud.instances().len(), 1, "the API did create a contract despite the error");
-    assert!(cloud.live_instances().is_empty(), "the plugin destroyed it at once");
+    assert_eq!(
+        cloud.instances().len(),
+        1,
+        "the API did create a contract despite the error"
+    );
+    assert!(
+        cloud.live_instances().is_empty(),
+        "the plugin destroyed it at once"
+    );
 }
 
 #[tokio::test]
 async fn vast_instance_that_disappears_is_not_found() {
     let cloud = VastCloud::start(VastConfig::instant()).await.expect("sim");
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load(component("vast"), grants("vast", &cloud.base_url(), "vast-key", &[])).await.expect("load");
+    let plugin = host
+        .load(
+            component("vast"),
+            grants("vast", &cloud.base_url(), "vast-key", &[]),
+        )
+        .await
+        .expect("load");
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(id.parse().expect("vast ids are numbers")));

@@ -59,14 +59,19 @@ fn target_installed() -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists()
 }
 
 fn ensure_target() {
     if target_installed() {
         return;
     }
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     match status {
         Ok(s) if s.success() => {}
         other => panic!(
@@ -84,7 +89,8 @@ pub fn build(packages: &[&str]) -> PathBuf {
 
 /// Like [`build`], plus `(package, example)` pairs built as components into `<dir>/examples/`.
 pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let root = workspace_root(&manifest_dir);
     for dir in ["wit", "sdk", "providers", "tests/plugins"] {
         let path = root.join(dir);
@@ -92,9 +98,15 @@ pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     // The wasm profile lives in the workspace manifest.
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
     ensure_target();
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -108,13 +120,20 @@ pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
     }
     let mut example_cmds = Vec::new();
     for (package, example) in examples {
-        example_cmds.push(vec!["-p".to_string(), package.to_string(), "--example".to_string(), example.to_string()]);
+        example_cmds.push(vec![
+            "-p".to_string(),
+            package.to_string(),
+            "--example".to_string(),
+            example.to_string(),
+        ]);
     }
     // Flags meant for the host build must not leak into the wasm build.
     for var in SCRUBBED {
         cmd.env_remove(var);
     }
-    let output = cmd.output().expect("failed to run cargo for the wasm build");
+    let output = cmd
+        .output()
+        .expect("failed to run cargo for the wasm build");
     if !output.status.success() {
         panic!(
             "building the wasm components {packages:?} failed:\n{}",
@@ -133,15 +152,24 @@ pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
                 ex.env_remove(&key);
             }
         }
-        let out = ex.output().expect("failed to run cargo for the wasm example build");
+        let out = ex
+            .output()
+            .expect("failed to run cargo for the wasm example build");
         if !out.status.success() {
-            panic!("building the wasm example {extra:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "building the wasm example {extra:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let dir = output_dir(&root);
     for p in packages {
         let file = dir.join(component_file(p));
-        assert!(file.exists(), "cargo reported success but {} is missing", file.display());
+        assert!(
+            file.exists(),
+            "cargo reported success but {} is missing",
+            file.display()
+        );
     }
     dir
 }

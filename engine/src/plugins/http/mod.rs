@@ -72,10 +72,17 @@ impl HttpContext {
 
     /// Performs one guest request within `budget_left` (what remains of the call's budget).
     /// `Err` means the call must be aborted.
-    pub async fn send(&self, req: Request, budget_left: Duration) -> Result<Result<Response, HttpError>, CapabilityDenied> {
+    pub async fn send(
+        &self,
+        req: Request,
+        budget_left: Duration,
+    ) -> Result<Result<Response, HttpError>, CapabilityDenied> {
         let method_name = req.method.to_ascii_uppercase();
         if !METHODS.contains(&method_name.as_str()) {
-            return Ok(Err(HttpError::Invalid(format!("method `{}` is not allowed", self.redact(&req.method)))));
+            return Ok(Err(HttpError::Invalid(format!(
+                "method `{}` is not allowed",
+                self.redact(&req.method)
+            ))));
         }
         let Ok(mut method) = reqwest::Method::from_bytes(method_name.as_bytes()) else {
             return Ok(Err(HttpError::Invalid("bad method".into())));
@@ -85,13 +92,23 @@ impl HttpContext {
             Err(e) => return Ok(Err(HttpError::Invalid(format!("bad URL: {e}")))),
         };
         let Some(origin) = Origin::of(&url) else {
-            return Ok(Err(HttpError::Invalid("only http and https URLs with a host are supported".into())));
+            return Ok(Err(HttpError::Invalid(
+                "only http and https URLs with a host are supported".into(),
+            )));
         };
         if !self.allow.allows(&origin) {
-            return Err(CapabilityDenied { what: origin.to_string() });
+            return Err(CapabilityDenied {
+                what: origin.to_string(),
+            });
         }
-        let requested = req.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
-        let timeout = requested.map_or(self.limits.http_timeout, |t| t.min(self.limits.http_timeout)).min(budget_left);
+        let requested = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
+        let timeout = requested
+            .map_or(self.limits.http_timeout, |t| {
+                t.min(self.limits.http_timeout)
+            })
+            .min(budget_left);
         let deadline = Instant::now() + timeout;
         let mut body = req.body;
         let mut hops = 0;
@@ -100,33 +117,51 @@ impl HttpContext {
                 Ok(p) => p,
                 Err(e) => return Ok(Err(e)),
             };
-            let mut builder = self.client.request(method.clone(), real_url).headers(headers);
+            let mut builder = self
+                .client
+                .request(method.clone(), real_url)
+                .headers(headers);
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let resp = match tokio::time::timeout_at(deadline, builder.timeout(remaining).send()).await {
-                Err(_) => return Ok(Err(HttpError::Timeout)),
-                Ok(Err(e)) => return Ok(Err(self.map_error(&e))),
-                Ok(Ok(r)) => r,
-            };
-            if resp.status().is_redirection() && let Some(location) = resp.headers().get(LOCATION) {
+            let resp =
+                match tokio::time::timeout_at(deadline, builder.timeout(remaining).send()).await {
+                    Err(_) => return Ok(Err(HttpError::Timeout)),
+                    Ok(Err(e)) => return Ok(Err(self.map_error(&e))),
+                    Ok(Ok(r)) => r,
+                };
+            if resp.status().is_redirection()
+                && let Some(location) = resp.headers().get(LOCATION)
+            {
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    return Ok(Err(HttpError::Connect(format!("too many redirects (more than {MAX_REDIRECTS})"))));
+                    return Ok(Err(HttpError::Connect(format!(
+                        "too many redirects (more than {MAX_REDIRECTS})"
+                    ))));
                 }
                 let location = self.redact(&String::from_utf8_lossy(location.as_bytes()));
                 let next = match url.join(&location) {
                     Ok(n) => n,
-                    Err(e) => return Ok(Err(HttpError::Invalid(format!("bad redirect location: {e}")))),
+                    Err(e) => {
+                        return Ok(Err(HttpError::Invalid(format!(
+                            "bad redirect location: {e}"
+                        ))));
+                    }
                 };
                 match Origin::of(&next) {
                     Some(o) if self.allow.allows(&o) => {}
-                    Some(o) => return Ok(Err(HttpError::Denied(format!("redirect to {o} is not on the allow-list")))),
+                    Some(o) => {
+                        return Ok(Err(HttpError::Denied(format!(
+                            "redirect to {o} is not on the allow-list"
+                        ))));
+                    }
                     None => return Ok(Err(HttpError::Denied("redirect to a non-http URL".into()))),
                 }
                 let status = resp.status().as_u16();
-                if status == 303 || ((status == 301 || status == 302) && method == reqwest::Method::POST) {
+                if status == 303
+                    || ((status == 301 || status == 302) && method == reqwest::Method::POST)
+                {
                     method = reqwest::Method::GET;
                     body = None;
                 }
@@ -141,10 +176,14 @@ impl HttpContext {
     fn prepare(&self, url: &Url, headers: &[Header]) -> Result<(Url, HeaderMap), HttpError> {
         // Most URLs hold no placeholder (keys usually travel in a header): skip the second parse.
         let real = if url.as_str().contains("{{secret:") || url.as_str().contains("%7B%7Bsecret:") {
-            let substituted = secrets::substitute_url(url.as_str(), &self.secrets).map_err(|e| HttpError::Denied(e.to_string()))?;
-            let real = Url::parse(&substituted).map_err(|_| HttpError::Invalid("URL invalid after secret substitution".into()))?;
+            let substituted = secrets::substitute_url(url.as_str(), &self.secrets)
+                .map_err(|e| HttpError::Denied(e.to_string()))?;
+            let real = Url::parse(&substituted)
+                .map_err(|_| HttpError::Invalid("URL invalid after secret substitution".into()))?;
             if Origin::of(&real) != Origin::of(url) {
-                return Err(HttpError::Denied("secret substitution may not change the origin".into()));
+                return Err(HttpError::Denied(
+                    "secret substitution may not change the origin".into(),
+                ));
             }
             real
         } else {
@@ -152,18 +191,25 @@ impl HttpContext {
         };
         let mut map = HeaderMap::new();
         for h in headers {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| HttpError::Invalid(format!("bad header name `{}`", self.redact(&h.name))))?;
-            let value = secrets::substitute(&h.value, &self.secrets).map_err(|e| HttpError::Denied(e.to_string()))?;
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                HttpError::Invalid(format!("bad header name `{}`", self.redact(&h.name)))
+            })?;
+            let value = secrets::substitute(&h.value, &self.secrets)
+                .map_err(|e| HttpError::Denied(e.to_string()))?;
             // Never echo a header value: it may hold a secret now.
-            let value = HeaderValue::from_str(&value).map_err(|_| HttpError::Invalid(format!("bad value for header `{name}`")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| HttpError::Invalid(format!("bad value for header `{name}`")))?;
             map.append(name, value);
         }
         Ok((real, map))
     }
 
     /// Reads the response, streaming the body and stopping past the cap.
-    async fn read(&self, mut resp: reqwest::Response, deadline: Instant) -> Result<Response, HttpError> {
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
         let cap = self.limits.max_response_bytes;
         if resp.content_length().is_some_and(|len| len > cap) {
             return Err(HttpError::TooLarge(cap));
@@ -191,7 +237,11 @@ impl HttpContext {
                 }
             }
         }
-        Ok(Response { status, headers, body: secrets::redact_bytes(body, &self.secrets) })
+        Ok(Response {
+            status,
+            headers,
+            body: secrets::redact_bytes(body, &self.secrets),
+        })
     }
 
     fn map_error(&self, e: &reqwest::Error) -> HttpError {

@@ -54,10 +54,16 @@ impl AllowList {
         for entry in entries {
             match Url::parse(entry).ok().as_ref().and_then(|u| {
                 let path_ok = u.path() == "/" || u.path().is_empty();
-                if path_ok && u.query().is_none() && u.username().is_empty() { Origin::of(u) } else { None }
+                if path_ok && u.query().is_none() && u.username().is_empty() {
+                    Origin::of(u)
+                } else {
+                    None
+                }
             }) {
                 Some(origin) => origins.push(origin),
-                None => tracing::warn!(provider, entry = %entry, "ignoring malformed allowed_hosts entry (want scheme://host[:port])"),
+                None => {
+                    tracing::warn!(provider, entry = %entry, "ignoring malformed allowed_hosts entry (want scheme://host[:port])")
+                }
             }
         }
         Self { origins }
@@ -113,12 +119,17 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() {
                 return Err(format!("{host} did not resolve").into());
             }
             if let Some(bad) = addrs.iter().find(|a| is_non_public(a.ip())) {
-                return Err(format!("{host} resolves to non-public address {}; refused", bad.ip()).into());
+                return Err(format!(
+                    "{host} resolves to non-public address {}; refused",
+                    bad.ip()
+                )
+                .into());
             }
             let iter: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(iter)
@@ -132,14 +143,35 @@ mod tests {
 
     #[test]
     fn origins_and_ranges() {
-        let list = AllowList::parse(&["https://api.example.com".into(), "http://127.0.0.1:8080".into()], "t");
-        let o = |s: &str| Origin::of(&Url::parse(s).unwrap_or_else(|_| panic!("{s}"))).unwrap_or_else(|| panic!("{s}"));
+        let list = AllowList::parse(
+            &[
+                "https://api.example.com".into(),
+                "http://127.0.0.1:8080".into(),
+            ],
+            "t",
+        );
+        let o = |s: &str| {
+            Origin::of(&Url::parse(s).unwrap_or_else(|_| panic!("{s}")))
+                .unwrap_or_else(|| panic!("{s}"))
+        };
         assert!(list.allows(&o("https://api.example.com:443/v1?x=1")));
         assert!(list.allows(&o("https://API.example.com/")));
         assert!(!list.allows(&o("http://api.example.com/")));
         assert!(list.allows(&o("http://127.0.0.1:8080/x")));
         assert!(!list.allows(&o("http://127.0.0.1:8081/x")));
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap_or_else(|_| panic!("{ip}"));
             assert!(is_non_public(ip), "{ip}");
         }

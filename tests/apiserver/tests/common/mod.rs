@@ -11,7 +11,13 @@ use tgp_apiserver::DevApiServer;
 
 /// A cluster-scoped test kind with a status subresource, like tgp's `GpuRequest`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(group = "tgp.io", version = "v1alpha1", kind = "GpuRequest", plural = "gpurequests", status = "GpuRequestStatus")]
+#[kube(
+    group = "tgp.io",
+    version = "v1alpha1",
+    kind = "GpuRequest",
+    plural = "gpurequests",
+    status = "GpuRequestStatus"
+)]
 pub struct GpuRequestSpec {
     pub count: u32,
 }
@@ -26,7 +32,9 @@ pub struct GpuRequestStatus {
 /// A server with the test CRD registered, and a client for it.
 pub async fn server_with_crd() -> (DevApiServer, kube::Client) {
     let server = DevApiServer::start().await.expect("server starts");
-    server.register_crd(&GpuRequest::crd()).expect("crd registers");
+    server
+        .register_crd(&GpuRequest::crd())
+        .expect("crd registers");
     let client = server.client().await.expect("client builds");
     (server, client)
 }
@@ -42,7 +50,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {secs}s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

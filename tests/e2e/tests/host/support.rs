@@ -11,7 +11,8 @@ use std::time::Duration;
 use tgp::plugins::{Grants, Limits, SecretValue};
 
 pub fn component(package: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("TGP_TEST_PLUGIN_DIR")).join(format!("{}.wasm", package.replace('-', "_")));
+    let path = PathBuf::from(env!("TGP_TEST_PLUGIN_DIR"))
+        .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -23,7 +24,10 @@ pub fn grants(mode: &str) -> Grants {
     Grants {
         provider_name: format!("hostile-{mode}"),
         config: BTreeMap::from([("mode".to_owned(), mode.to_owned())]),
-        limits: Limits { call_timeout: Duration::from_secs(10), ..Limits::default() },
+        limits: Limits {
+            call_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        },
         ..Grants::default()
     }
 }
@@ -106,7 +110,10 @@ pub fn echo_server() -> EchoServer {
             let head = read_head(&mut stream);
             let auth = head
                 .lines()
-                .find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: ")))
+                .find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or_else(|| l.strip_prefix("Authorization: "))
+                })
                 .unwrap_or("")
                 .to_owned();
             if let Ok(mut s) = record.lock() {
@@ -179,7 +186,9 @@ pub fn redirect_server(location: String) -> u16 {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let _ = read_head(&mut stream);
-            let resp = format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let resp = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
             let _ = stream.write_all(resp.as_bytes());
         }
     });

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use tgp::crd::GPURequest;
 use tgp::crd::conditions::Condition;
 use tgp::crd::gpurequest::Phase;
-use tgp::crd::GPURequest;
 use tgp::devenv::{self, CloudSpec, DevEnv};
 use tgp_cloudsim::{CallRecord, MockCloudConfig, OfferSpec};
 
@@ -20,7 +20,9 @@ pub const T: Duration = Duration::from_secs(60);
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -57,7 +59,9 @@ pub fn dearer() -> MockCloudConfig {
 /// Starts the environment and one operator replica (`op-1`), and waits for the providers.
 pub async fn start(clouds: Vec<CloudSpec>) -> DevEnv {
     init_tracing();
-    let mut env = DevEnv::start(clouds, devenv::fast_settings()).await.expect("dev environment starts");
+    let mut env = DevEnv::start(clouds, devenv::fast_settings())
+        .await
+        .expect("dev environment starts");
     env.start_operator("op-1").await.expect("operator starts");
     env.wait_providers_loaded(T).await.expect("providers load");
     env
@@ -65,7 +69,9 @@ pub async fn start(clouds: Vec<CloudSpec>) -> DevEnv {
 
 /// A GPURequest for one H100-SXM, with extra spec lines (YAML, indented by 2).
 pub fn request(name: &str, extra_spec: &str) -> String {
-    format!("apiVersion: tgp.io/v1alpha1\nkind: GPURequest\nmetadata:\n  name: {name}\nspec:\n  gpuType: H100-SXM\n  gpuCount: 1\n{extra_spec}")
+    format!(
+        "apiVersion: tgp.io/v1alpha1\nkind: GPURequest\nmetadata:\n  name: {name}\nspec:\n  gpuType: H100-SXM\n  gpuCount: 1\n{extra_spec}"
+    )
 }
 
 pub fn phase(r: &GPURequest) -> Phase {
@@ -73,7 +79,11 @@ pub fn phase(r: &GPURequest) -> Phase {
 }
 
 pub fn condition<'a>(r: &'a GPURequest, type_: &str) -> Option<&'a Condition> {
-    r.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 pub fn is_ready(r: &GPURequest) -> bool {
@@ -106,7 +116,12 @@ impl Watched {
 }
 
 /// Watches `name` until `done` holds; returns every state seen on the way.
-pub async fn watch_until(env: &DevEnv, name: &str, timeout: Duration, done: impl Fn(&GPURequest) -> bool) -> anyhow::Result<Watched> {
+pub async fn watch_until(
+    env: &DevEnv,
+    name: &str,
+    timeout: Duration,
+    done: impl Fn(&GPURequest) -> bool,
+) -> anyhow::Result<Watched> {
     let api: Api<GPURequest> = Api::all(env.client.clone());
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = Box::pin(watcher(api, config).applied_objects());
@@ -140,7 +155,15 @@ pub async fn wait_no_live_instances(env: &DevEnv, timeout: Duration) -> anyhow::
     let deadline = tokio::time::Instant::now() + timeout;
     while env.live_instances() > 0 {
         if tokio::time::Instant::now() >= deadline {
-            let live: Vec<_> = env.clouds.iter().flat_map(|(n, c)| c.live_instances().into_iter().map(move |i| format!("{n}:{}:{:?}", i.id, i.status))).collect();
+            let live: Vec<_> = env
+                .clouds
+                .iter()
+                .flat_map(|(n, c)| {
+                    c.live_instances()
+                        .into_iter()
+                        .map(move |i| format!("{n}:{}:{:?}", i.id, i.status))
+                })
+                .collect();
             anyhow::bail!("timed out after {timeout:?}; live instances: {live:?}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -157,7 +180,10 @@ pub fn calls_to<'a>(calls: &'a [CallRecord], endpoint: &str) -> Vec<&'a CallReco
 pub async fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

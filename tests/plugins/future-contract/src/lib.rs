@@ -21,7 +21,11 @@ impl Guest for Future {
             name: "future".into(),
             version: "9.9.9".into(),
             supported_operations: vec![],
-            capabilities: Capabilities { spot: false, balance: false, bootstrap: vec![] },
+            capabilities: Capabilities {
+                spot: false,
+                balance: false,
+                bootstrap: vec![],
+            },
             rate_limits: vec![],
         }
     }

@@ -53,7 +53,8 @@ fn get(target: &str, headers: Vec<http::Header>) -> Result<http::Response, http:
 }
 
 fn target() -> Result<String, ProviderError> {
-    config::get("target").ok_or_else(|| ProviderError::Internal("config key `target` missing".into()))
+    config::get("target")
+        .ok_or_else(|| ProviderError::Internal("config key `target` missing".into()))
 }
 
 impl Guest for Hostile {
@@ -79,7 +80,10 @@ impl Guest for Hostile {
             None => config::get("mode").unwrap_or_else(|| "ok".into()),
         };
         match mode.as_str() {
-            "ok" => Ok(vec![offer(format!("{}x{}", spec.gpu_type, spec.count), &spec)]),
+            "ok" => Ok(vec![offer(
+                format!("{}x{}", spec.gpu_type, spec.count),
+                &spec,
+            )]),
             "loop" => {
                 let mut n: u64 = 0;
                 loop {
@@ -95,7 +99,10 @@ impl Guest for Hostile {
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "offlist" | "big" => match get(&target()?, vec![]) {
-                Ok(resp) => Ok(vec![offer(format!("status {} len {}", resp.status, resp.body.len()), &spec)]),
+                Ok(resp) => Ok(vec![offer(
+                    format!("status {} len {}", resp.status, resp.body.len()),
+                    &spec,
+                )]),
                 Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
             },
             "secret" => {
@@ -106,11 +113,23 @@ impl Guest for Hostile {
                 match get(&target()?, headers) {
                     Ok(resp) => {
                         let body = String::from_utf8_lossy(&resp.body).into_owned();
-                        let seen_headers: Vec<String> =
-                            resp.headers.iter().map(|h| format!("{}: {}", h.name, h.value)).collect();
-                        log::write(log::Level::Info, &format!("secret mode received body: {body}"));
-                        log::write(log::Level::Info, &format!("secret mode received headers: {}", seen_headers.join("; ")));
-                        Ok(vec![offer(format!("{body}\n{}", seen_headers.join("\n")), &spec)])
+                        let seen_headers: Vec<String> = resp
+                            .headers
+                            .iter()
+                            .map(|h| format!("{}: {}", h.name, h.value))
+                            .collect();
+                        log::write(
+                            log::Level::Info,
+                            &format!("secret mode received body: {body}"),
+                        );
+                        log::write(
+                            log::Level::Info,
+                            &format!("secret mode received headers: {}", seen_headers.join("; ")),
+                        );
+                        Ok(vec![offer(
+                            format!("{body}\n{}", seen_headers.join("\n")),
+                            &spec,
+                        )])
                     }
                     Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
                 }
