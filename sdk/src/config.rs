@@ -34,6 +34,32 @@ pub fn load<T: DeserializeOwned>() -> Result<T, ProviderError> {
     from_pairs(all()).map_err(ProviderError::from)
 }
 
+/// Checks a base-URL setting and normalises it: trimmed, `http://` or `https://` with a host, no
+/// trailing slash. `example` is shown in the error (e.g. the vendor's real API URL); the error
+/// names the key `base_url`.
+pub fn base_url(raw: &str, example: &str) -> Result<String, ProviderError> {
+    let url = raw.trim().trim_end_matches('/');
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    if host.is_none_or(str::is_empty) {
+        return Err(ProviderError::invalid(
+            "base_url",
+            format!("`{raw}` is not an http(s) URL such as {example}"),
+        ));
+    }
+    Ok(url.to_string())
+}
+
+/// The provider name to report in `info()`: the configured `name` (trimmed), or `default` when
+/// it is unset or blank. Lets one plugin serve as several distinct providers.
+pub fn provider_name(configured: Option<String>, default: &str) -> String {
+    configured
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
 /// Builds `T` from key/value pairs. Unknown keys are ignored unless `T` denies them; use
 /// `#[serde(default)]` for optional keys with defaults.
 pub fn from_pairs<T: DeserializeOwned>(
@@ -249,6 +275,34 @@ impl<'de> IntoDeserializer<'de, ConfigError> for ValueDeserializer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base_url_is_normalised_and_checked() {
+        assert_eq!(super::base_url(" http://h:1/ ", "x").unwrap(), "http://h:1");
+        assert_eq!(
+            super::base_url("https://api.example", "x").unwrap(),
+            "https://api.example"
+        );
+        for bad in ["", "nope", "ftp://h", "http://", "https:///"] {
+            match super::base_url(bad, "https://api.example") {
+                Err(crate::ProviderError::InvalidRequest(f)) => {
+                    assert_eq!(f.field, "base_url");
+                    assert!(f.reason.contains("https://api.example"), "{}", f.reason);
+                }
+                other => panic!("{bad:?} should be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn provider_name_falls_back_to_the_default() {
+        assert_eq!(super::provider_name(None, "mock"), "mock");
+        assert_eq!(super::provider_name(Some("  ".into()), "mock"), "mock");
+        assert_eq!(
+            super::provider_name(Some(" mock-eu ".into()), "mock"),
+            "mock-eu"
+        );
+    }
+
     use super::*;
     use serde::Deserialize;
 

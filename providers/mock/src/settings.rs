@@ -31,20 +31,7 @@ impl Settings {
 
     /// Checks `base_url` and normalises it (no trailing slash).
     pub fn validated(mut self) -> Result<Self, ProviderError> {
-        let url = self.base_url.trim().trim_end_matches('/');
-        let host = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if host.is_none_or(str::is_empty) {
-            return Err(ProviderError::invalid(
-                "base_url",
-                format!(
-                    "`{}` is not an http(s) URL such as http://127.0.0.1:8080",
-                    self.base_url
-                ),
-            ));
-        }
-        self.base_url = url.to_string();
+        self.base_url = config::base_url(&self.base_url, "http://127.0.0.1:8080")?;
         if self.api_key_secret.trim().is_empty() {
             return Err(ProviderError::invalid(
                 "api_key_secret",
@@ -62,10 +49,7 @@ impl Settings {
 
 /// The provider name to report: the configured `name`, or [`DEFAULT_NAME`].
 pub fn provider_name(configured: Option<String>) -> String {
-    configured
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAME.into())
+    config::provider_name(configured, DEFAULT_NAME)
 }
 
 #[cfg(test)]

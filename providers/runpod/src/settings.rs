@@ -89,7 +89,7 @@ impl Settings {
 
     /// Checks every key and normalises `base_url` (no trailing slash).
     pub fn validated(mut self) -> Result<Self, ProviderError> {
-        self.base_url = normalise_base_url(&self.base_url)?;
+        self.base_url = config::base_url(&self.base_url, DEFAULT_BASE_URL)?;
         if self.api_key_secret.trim().is_empty() {
             return Err(ProviderError::invalid(
                 "api_key_secret",
@@ -126,27 +126,9 @@ impl Settings {
     }
 }
 
-/// `url` without surrounding blanks or a trailing slash, if it is an http(s) URL.
-pub fn normalise_base_url(url: &str) -> Result<String, ProviderError> {
-    let trimmed = url.trim().trim_end_matches('/');
-    let host = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    if host.is_none_or(str::is_empty) {
-        return Err(ProviderError::invalid(
-            "base_url",
-            format!("`{url}` is not an http(s) URL such as {DEFAULT_BASE_URL}"),
-        ));
-    }
-    Ok(trimmed.to_string())
-}
-
 /// The provider name to report: the configured `name`, or [`DEFAULT_NAME`].
 pub fn provider_name(configured: Option<String>) -> String {
-    configured
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAME.into())
+    config::provider_name(configured, DEFAULT_NAME)
 }
 
 #[cfg(test)]
