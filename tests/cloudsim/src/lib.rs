@@ -13,6 +13,7 @@ pub mod auth;
 pub mod calllog;
 pub mod clock;
 pub mod faults;
+pub mod handle;
 pub mod lambda;
 pub mod lifecycle;
 pub mod mock;
@@ -24,6 +25,7 @@ pub mod vast;
 
 pub use calllog::CallRecord;
 pub use faults::{EndpointFaults, Faults, Switch};
+pub use handle::SimHandle;
 pub use lambda::{LambdaCloud, LambdaConfig, LambdaTypeSpec, SimLambdaInstance, SshKeySpec};
 pub use mock::{Endpoint, InstanceStatus, MockCloud, MockCloudConfig, OfferSpec, SimInstance};
 pub use runpod::{GpuTypeSpec, RunpodCloud, RunpodConfig, SimPod};

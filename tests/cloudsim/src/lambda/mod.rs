@@ -9,7 +9,6 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -21,8 +20,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::admin::{SimControl, SimCore};
-use crate::calllog::CallRecord;
-use crate::faults::Faults;
+use crate::handle::SimHandle;
 use crate::ratelimit::MinInterval;
 use crate::server::{GatewayState, SimServer, with_gateway};
 use api::ApiError;
@@ -127,14 +125,21 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
 
 /// A running simulated Lambda Cloud. Dropping it stops the server at once.
 pub struct LambdaCloud {
-    server: SimServer,
+    handle: SimHandle,
     shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for LambdaCloud {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for LambdaCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LambdaCloud")
-            .field("addr", &self.server.addr())
+            .field("addr", &self.handle.addr())
             .finish_non_exhaustive()
     }
 }
@@ -179,29 +184,10 @@ impl LambdaCloud {
         };
         let server = SimServer::serve(addr, with_gateway(app, gateway)).await?;
         tracing::info!(url = %server.base_url(), "lambda simulator listening");
-        Ok(Self { server, shared })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// `http://127.0.0.1:PORT` (the API is under `/api/v1/`).
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.shared.core.calls.all()
-    }
-
-    /// Calls named `endpoint` (`launch`, `terminate`, `get`, `list`, `instance_types`, `ssh_keys`).
-    pub fn call_count(&self, endpoint: &str) -> usize {
-        self.shared.core.calls.count(endpoint)
-    }
-
-    pub fn clear_calls(&self) {
-        self.shared.core.calls.clear();
+        Ok(Self {
+            handle: SimHandle::new(server, shared.clone()),
+            shared,
+        })
     }
 
     /// Every instance ever launched (vanished ones flagged).
@@ -217,24 +203,6 @@ impl LambdaCloud {
             .collect()
     }
 
-    pub fn set_faults(&self, f: Faults) {
-        self.shared.core.faults.set(f);
-    }
-
-    pub fn faults(&self) -> Faults {
-        self.shared.core.faults.get()
-    }
-
-    /// Sets the internal balance (micro-USD); below one hour of a type's price, launches of it
-    /// answer `global/account-inactive`.
-    pub fn set_balance(&self, micro: u64) {
-        self.shared.set_balance_micro_usd(micro);
-    }
-
-    pub fn balance_micro_usd(&self) -> u64 {
-        self.shared.balance_micro_usd()
-    }
-
     pub fn vanish(&self, id: &str) -> bool {
         self.shared.vanish_json(id).is_some()
     }
@@ -245,11 +213,7 @@ impl LambdaCloud {
             .set_stock(&format!("{instance_type}@{region}"), n)
     }
 
-    pub fn advance(&self, by: Duration) {
-        self.shared.core.clock.advance(by);
-    }
-
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.handle.shutdown().await;
     }
 }

@@ -11,7 +11,6 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -23,8 +22,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::admin::{SimControl, SimCore};
-use crate::calllog::CallRecord;
-use crate::faults::Faults;
+use crate::handle::SimHandle;
 use crate::server::{GatewayState, SimServer, with_gateway};
 
 pub use config::{GpuTypeSpec, RunpodConfig};
@@ -102,14 +100,21 @@ async fn no_route() -> Response {
 
 /// A running simulated RunPod. Dropping it stops the server at once.
 pub struct RunpodCloud {
-    server: SimServer,
+    handle: SimHandle,
     shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for RunpodCloud {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for RunpodCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunpodCloud")
-            .field("addr", &self.server.addr())
+            .field("addr", &self.handle.addr())
             .finish_non_exhaustive()
     }
 }
@@ -145,37 +150,15 @@ impl RunpodCloud {
         };
         let server = SimServer::serve(addr, with_gateway(app, gateway)).await?;
         tracing::info!(url = %server.base_url(), "runpod simulator listening");
-        Ok(Self { server, shared })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// `http://127.0.0.1:PORT` (what `RUNPOD_API_BASE_URL` should be set to).
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
+        Ok(Self {
+            handle: SimHandle::new(server, shared.clone()),
+            shared,
+        })
     }
 
     /// `http://127.0.0.1:PORT/graphql`.
     pub fn graphql_url(&self) -> String {
         format!("{}/graphql", self.base_url())
-    }
-
-    /// Every API call received, in order; `endpoint` is the operation's root field.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.shared.core.calls.all()
-    }
-
-    /// How many calls were named `endpoint` (a root field such as `podFindAndDeployOnDemand`).
-    pub fn call_count(&self, endpoint: &str) -> usize {
-        self.shared.core.calls.count(endpoint)
-    }
-
-    /// Forgets the call log.
-    pub fn clear_calls(&self) {
-        self.shared.core.calls.clear();
     }
 
     /// Every pod ever deployed (vanished and terminated ones flagged).
@@ -196,26 +179,6 @@ impl RunpodCloud {
         self.instances().into_iter().find(|p| p.id == id)
     }
 
-    /// Replaces the fault set.
-    pub fn set_faults(&self, f: Faults) {
-        self.shared.core.faults.set(f);
-    }
-
-    /// The fault set in force.
-    pub fn faults(&self) -> Faults {
-        self.shared.core.faults.get()
-    }
-
-    /// Sets `clientBalance` as of now, micro-USD.
-    pub fn set_balance(&self, micro: u64) {
-        self.shared.set_balance_micro_usd(micro);
-    }
-
-    /// `clientBalance` now, micro-USD.
-    pub fn balance_micro_usd(&self) -> u64 {
-        self.shared.balance_micro_usd()
-    }
-
     /// Makes a pod vanish now; false for an unknown id.
     pub fn vanish(&self, id: &str) -> bool {
         self.shared.vanish_json(id).is_some()
@@ -226,13 +189,8 @@ impl RunpodCloud {
         self.shared.set_stock(gpu_type_id, gpus)
     }
 
-    /// Moves simulated time forward.
-    pub fn advance(&self, by: Duration) {
-        self.shared.core.clock.advance(by);
-    }
-
     /// Stops the server gracefully.
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.handle.shutdown().await;
     }
 }

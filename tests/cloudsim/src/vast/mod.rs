@@ -9,7 +9,6 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -21,8 +20,7 @@ use axum::routing::{get, put};
 use serde_json::{Value, json};
 
 use crate::admin::{SimControl, SimCore};
-use crate::calllog::CallRecord;
-use crate::faults::Faults;
+use crate::handle::SimHandle;
 use crate::money::MICRO;
 use crate::ratelimit::MinInterval;
 use crate::server::{GatewayState, SimServer, with_gateway};
@@ -155,14 +153,21 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 
 /// A running simulated Vast.ai. Dropping it stops the server at once.
 pub struct VastCloud {
-    server: SimServer,
+    handle: SimHandle,
     shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for VastCloud {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for VastCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VastCloud")
-            .field("addr", &self.server.addr())
+            .field("addr", &self.handle.addr())
             .finish_non_exhaustive()
     }
 }
@@ -220,29 +225,10 @@ impl VastCloud {
         };
         let server = SimServer::serve(addr, with_gateway(app, gateway)).await?;
         tracing::info!(url = %server.base_url(), "vast simulator listening");
-        Ok(Self { server, shared })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// `http://127.0.0.1:PORT` (the API is under `/api/v0/`).
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.shared.core.calls.all()
-    }
-
-    /// Calls named `endpoint` (`search`, `launch`, `get`, `list`, `delete`, `user`).
-    pub fn call_count(&self, endpoint: &str) -> usize {
-        self.shared.core.calls.count(endpoint)
-    }
-
-    pub fn clear_calls(&self) {
-        self.shared.core.calls.clear();
+        Ok(Self {
+            handle: SimHandle::new(server, shared.clone()),
+            shared,
+        })
     }
 
     /// Every contract ever created (destroyed and vanished ones flagged).
@@ -258,23 +244,6 @@ impl VastCloud {
             .collect()
     }
 
-    pub fn set_faults(&self, f: Faults) {
-        self.shared.core.faults.set(f);
-    }
-
-    pub fn faults(&self) -> Faults {
-        self.shared.core.faults.get()
-    }
-
-    /// Sets the credit as of now, micro-USD.
-    pub fn set_balance(&self, micro: u64) {
-        self.shared.set_balance_micro_usd(micro);
-    }
-
-    pub fn balance_micro_usd(&self) -> u64 {
-        self.shared.balance_micro_usd()
-    }
-
     pub fn vanish(&self, id: u64) -> bool {
         self.shared.vanish_json(&id.to_string()).is_some()
     }
@@ -284,11 +253,7 @@ impl VastCloud {
         self.shared.state().set_rentable(offer_id, rentable)
     }
 
-    pub fn advance(&self, by: Duration) {
-        self.shared.core.clock.advance(by);
-    }
-
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.handle.shutdown().await;
     }
 }
