@@ -74,6 +74,14 @@ fn grants(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> Gran
     }
 }
 
+/// Loads the provider `name`'s component with `grants(name, base_url, key, extra)`.
+async fn load(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> Plugin {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    host.load(component(name), grants(name, base_url, key, extra))
+        .await
+        .expect("the plugin loads")
+}
+
 fn spec(gpu: &str, spot: bool) -> GpuSpec {
     GpuSpec {
         gpu_type: gpu.into(),
@@ -124,14 +132,7 @@ async fn runpod_silent_launch_failure_never_runs_and_bills_nothing() {
         .await
         .expect("sim");
     cloud.set_faults(Faults::none().silent_launch_failure(Switch::Always));
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
-        .load(
-            component("runpod"),
-            grants("runpod", &cloud.base_url(), "runpod-key", &[]),
-        )
-        .await
-        .expect("load");
+    let plugin = load("runpod", &cloud.base_url(), "runpod-key", &[]).await;
     let balance = cloud.balance_micro_usd();
     let id = launch_cheapest(&plugin, false, "tgp-silent").await;
     assert!(!id.is_empty(), "the API answered with an id");
@@ -154,14 +155,7 @@ async fn runpod_pod_that_disappears_is_not_found() {
     let cloud = RunpodCloud::start(RunpodConfig::instant())
         .await
         .expect("sim");
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
-        .load(
-            component("runpod"),
-            grants("runpod", &cloud.base_url(), "runpod-key", &[]),
-        )
-        .await
-        .expect("load");
+    let plugin = load("runpod", &cloud.base_url(), "runpod-key", &[]).await;
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(&id));
@@ -173,15 +167,8 @@ async fn lambda_launch_without_ssh_key_is_refused_before_any_call() {
     let cloud = LambdaCloud::start(LambdaConfig::instant())
         .await
         .expect("sim");
-    let host = PluginHost::new(HostConfig::default()).expect("host");
     // Configured without ssh_key_name.
-    let plugin = host
-        .load(
-            component("lambda"),
-            grants("lambda", &cloud.base_url(), "lambda-key", &[]),
-        )
-        .await
-        .expect("load");
+    let plugin = load("lambda", &cloud.base_url(), "lambda-key", &[]).await;
     cloud.clear_calls();
     let offer = tgp::plugins::Offer {
         offer_id: "gpu_1x_h100_sxm5:us-east-1".into(),
@@ -218,19 +205,13 @@ async fn lambda_instance_that_disappears_is_not_found() {
     let cloud = LambdaCloud::start(LambdaConfig::instant())
         .await
         .expect("sim");
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
-        .load(
-            component("lambda"),
-            grants(
-                "lambda",
-                &cloud.base_url(),
-                "lambda-key",
-                &[("ssh_key_name", "tgp")],
-            ),
-        )
-        .await
-        .expect("load");
+    let plugin = load(
+        "lambda",
+        &cloud.base_url(),
+        "lambda-key",
+        &[("ssh_key_name", "tgp")],
+    )
+    .await;
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(&id));
@@ -240,14 +221,7 @@ async fn lambda_instance_that_disappears_is_not_found() {
 #[tokio::test]
 async fn vast_low_bid_leaves_no_instance_behind() {
     let cloud = VastCloud::start(VastConfig::instant()).await.expect("sim");
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
-        .load(
-            component("vast"),
-            grants("vast", &cloud.base_url(), "vast-key", &[]),
-        )
-        .await
-        .expect("load");
+    let plugin = load("vast", &cloud.base_url(), "vast-key", &[]).await;
     let mut offer = plugin
         .quote(&spec("H100-SXM", true))
         .await
@@ -283,14 +257,7 @@ async fn vast_low_bid_leaves_no_instance_behind() {
 #[tokio::test]
 async fn vast_instance_that_disappears_is_not_found() {
     let cloud = VastCloud::start(VastConfig::instant()).await.expect("sim");
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
-        .load(
-            component("vast"),
-            grants("vast", &cloud.base_url(), "vast-key", &[]),
-        )
-        .await
-        .expect("load");
+    let plugin = load("vast", &cloud.base_url(), "vast-key", &[]).await;
     let id = launch_cheapest(&plugin, false, "tgp-vanish").await;
     until_running(&plugin, &id, |d| cloud.advance(d)).await;
     assert!(cloud.vanish(id.parse().expect("vast ids are numbers")));
