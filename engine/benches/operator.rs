@@ -148,6 +148,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
             limits: ProviderLimits::default(),
             priority: 0,
             enabled: true,
+            registration_timeout: None,
         },
     );
     Api::<GPUProvider>::all(client.clone())

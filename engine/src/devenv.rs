@@ -149,6 +149,7 @@ impl DevEnv {
                 limits: ProviderLimits::default(),
                 priority: spec.priority,
                 enabled: true,
+                registration_timeout: None,
             },
         );
         provider.metadata.labels = Some([(E2E_LABEL.to_string(), "true".to_string())].into());

@@ -11,6 +11,7 @@
 //! - [`devenv`]: a whole installation in one process (API server, clouds, operator).
 //! - [`cli`]: the `tgp` command line.
 
+pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
 pub mod conformance;

@@ -43,6 +43,12 @@ pub struct GPUProviderSpec {
     pub priority: i32,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// How long a node booted on this provider may take to register with the cluster before
+    /// its instance is terminated, e.g. "30m" (large GPU machines on some clouds take 20-30
+    /// minutes to boot). Unset: the operator's `--registration-timeout` (15 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
+    pub registration_timeout: Option<String>,
 }
 
 fn default_true() -> bool {

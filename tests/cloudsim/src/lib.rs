@@ -21,6 +21,8 @@ pub mod money;
 pub mod ratelimit;
 pub mod runpod;
 pub mod server;
+pub mod tailscale;
+pub mod talos_join;
 pub mod vast;
 
 pub use calllog::CallRecord;

@@ -1,0 +1,1 @@
+//! The Tailscale API personality (OAuth token, auth keys, devices).

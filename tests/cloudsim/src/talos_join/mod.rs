@@ -1,0 +1,2 @@
+//! Simulated Talos join: a booted simulated instance with a valid worker configuration
+//! registers a Node.
