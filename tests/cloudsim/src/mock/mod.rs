@@ -129,6 +129,14 @@ impl MockCloud {
             .collect()
     }
 
+    /// A function returning [`MockCloud::instances`] that can be called from other tasks (it
+    /// keeps the cloud's state alive, not its server). For watchers such as
+    /// [`crate::talos_join::JoinSimulator::watch_mock`].
+    pub fn instance_source(&self) -> impl Fn() -> Vec<SimInstance> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.state().all(&shared.clock)
+    }
+
     /// One instance by id, vanished or not.
     pub fn instance(&self, id: &str) -> Option<SimInstance> {
         self.instances().into_iter().find(|i| i.id == id)
