@@ -19,7 +19,11 @@ struct Hello;
 
 impl Provider for Hello {
     fn info() -> ProviderInfo {
-        ProviderInfo::new("hello", env!("CARGO_PKG_VERSION")).supports(&[Operation::Quote])
+        ProviderInfo::new("hello", env!("CARGO_PKG_VERSION"))
+            .supports(&[Operation::Quote])
+            // The hosts this plugin calls: the origin of its `base_url` (none while unset). The
+            // engine refuses to load a plugin that declares a host the operator did not grant.
+            .hosts(config::base_url_hosts(config::get("base_url"), None))
     }
 
     fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {

@@ -4,6 +4,10 @@
 //! strings, converted to the field's type (numbers, `true`/`false`, `Option`, enums by variant
 //! name, and comma-separated lists for `Vec`). A missing or unconvertible key becomes an
 //! `invalid-request` error naming the key, which is what the operator needs to fix it.
+//!
+//! [`origin_of`] and [`base_url_hosts`] turn a base-URL setting into the hosts a provider
+//! declares in `info()` (`Capabilities::hosts`), so that the declaration follows the
+//! configuration: a plugin pointed at a loopback simulator declares the simulator's origin.
 
 use std::fmt;
 
@@ -49,6 +53,110 @@ pub fn base_url(raw: &str, example: &str) -> Result<String, ProviderError> {
         ));
     }
     Ok(url.to_string())
+}
+
+/// The origin of an http(s) URL, `scheme://host[:port]`: what a provider declares in
+/// `Capabilities::hosts` for the API it reaches at that URL. The scheme and host are
+/// lowercased; the path, query and fragment are dropped; a port is kept unless it is the
+/// scheme's default. A URL that is not http(s) with a host (or that carries user info) is an
+/// `invalid-request` on `base_url`.
+///
+/// ```
+/// use tgp_provider_sdk::config::origin_of;
+/// assert_eq!(origin_of("https://API.example.com/v1/").unwrap(), "https://api.example.com");
+/// assert_eq!(origin_of("http://127.0.0.1:8790").unwrap(), "http://127.0.0.1:8790");
+/// assert_eq!(origin_of("https://api.example.com:443").unwrap(), "https://api.example.com");
+/// ```
+pub fn origin_of(url: &str) -> Result<String, ProviderError> {
+    let bad = |why: &str| ProviderError::invalid("base_url", format!("`{url}` {why}"));
+    let not_http = || bad("is not an http(s) URL such as https://api.example.com");
+    let (scheme, rest) = url.trim().split_once("://").ok_or_else(not_http)?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(not_http()),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad(
+            "carries user info; put credentials in a secret instead",
+        ));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("has an unclosed IPv6 address"))?;
+            if addr.is_empty()
+                || !addr
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return Err(bad("has an invalid IPv6 address"));
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("has text after its IPv6 address"))?,
+                ),
+            };
+            (format!("[{}]", addr.to_ascii_lowercase()), port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
+            None => (authority.to_ascii_lowercase(), None),
+        },
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if !host.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(bad(
+            "has a host with characters a host name cannot hold (write an international name in its xn-- form)",
+        ));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| bad("has a port that is not a number from 0 to 65535"))?,
+        ),
+    };
+    Ok(match port {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// The hosts to declare (`Capabilities::hosts`, see `ProviderInfo::hosts`) for a provider that
+/// calls one API at its `base_url` setting: the origin of `configured` (the setting's value,
+/// `config::get("base_url")`) or, when that is unset or blank, of `default` (the vendor's API,
+/// if the provider has one). Empty when no usable URL results: such a provider fails every
+/// operation on its configuration before making any request, so it calls no host. Pure, so it
+/// can be unit-tested natively.
+///
+/// ```
+/// use tgp_provider_sdk::config::base_url_hosts;
+/// let vendor = Some("https://api.vendor.example");
+/// assert_eq!(base_url_hosts(None, vendor), ["https://api.vendor.example"]);
+/// assert_eq!(base_url_hosts(Some("http://127.0.0.1:8790/".into()), vendor), ["http://127.0.0.1:8790"]);
+/// assert!(base_url_hosts(None, None).is_empty());
+/// ```
+pub fn base_url_hosts(configured: Option<String>, default: Option<&str>) -> Vec<String> {
+    configured
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| default.map(str::to_string))
+        .and_then(|raw| base_url(&raw, "").ok())
+        .and_then(|url| origin_of(&url).ok())
+        .into_iter()
+        .collect()
 }
 
 /// The provider name to report in `info()`: the configured `name` (trimmed), or `default` when
@@ -291,6 +399,84 @@ mod tests {
                 other => panic!("{bad:?} should be refused, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn origins_drop_the_path_and_default_port() {
+        for (url, origin) in [
+            ("https://api.example.com", "https://api.example.com"),
+            ("https://api.example.com/", "https://api.example.com"),
+            (
+                "HTTPS://API.Example.COM/v1/graphql?x=1#f",
+                "https://api.example.com",
+            ),
+            ("https://api.example.com:443/v1", "https://api.example.com"),
+            (
+                "https://api.example.com:8443",
+                "https://api.example.com:8443",
+            ),
+            ("http://127.0.0.1:8790", "http://127.0.0.1:8790"),
+            ("http://127.0.0.1:80/x", "http://127.0.0.1"),
+            (" http://h:1/ ", "http://h:1"),
+            ("http://[::1]:9/", "http://[::1]:9"),
+            ("http://[FD00::1]", "http://[fd00::1]"),
+            ("https://cloud.lambda.ai/api/v1", "https://cloud.lambda.ai"),
+        ] {
+            assert_eq!(super::origin_of(url).as_deref(), Ok(origin), "{url}");
+        }
+    }
+
+    #[test]
+    fn malformed_origins_name_base_url() {
+        for (bad, why) in [
+            ("", "not an http(s) URL"),
+            ("api.example.com", "not an http(s) URL"),
+            ("ftp://h", "not an http(s) URL"),
+            ("http://", "no host"),
+            ("https:///v1", "no host"),
+            ("https://user:pw@h", "user info"),
+            ("http://h:port", "port"),
+            ("http://h:70000", "port"),
+            ("http://[::1", "IPv6"),
+            ("http://[zz]", "IPv6"),
+            ("http://[::1]x", "after its IPv6"),
+            ("http://exa mple.com", "characters"),
+            ("http://bücher.example", "xn--"),
+        ] {
+            match super::origin_of(bad) {
+                Err(crate::ProviderError::InvalidRequest(f)) => {
+                    assert_eq!(f.field, "base_url", "{bad}");
+                    assert!(f.reason.contains(why), "{bad}: {}", f.reason);
+                    assert!(f.reason.contains(bad.trim()), "{bad}: {}", f.reason);
+                }
+                other => panic!("{bad:?} should be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn base_url_hosts_follow_the_setting_then_the_default() {
+        let vendor = Some("https://api.vendor.example");
+        assert_eq!(
+            super::base_url_hosts(None, vendor),
+            ["https://api.vendor.example"]
+        );
+        assert_eq!(
+            super::base_url_hosts(Some("  ".into()), vendor),
+            ["https://api.vendor.example"]
+        );
+        assert_eq!(
+            super::base_url_hosts(Some("http://127.0.0.1:8790/".into()), vendor),
+            ["http://127.0.0.1:8790"]
+        );
+        assert_eq!(
+            super::base_url_hosts(Some("http://127.0.0.1:8790".into()), None),
+            ["http://127.0.0.1:8790"]
+        );
+        // Nothing usable: the plugin will call nothing, so it declares nothing.
+        assert!(super::base_url_hosts(None, None).is_empty());
+        assert!(super::base_url_hosts(Some("ftp://h".into()), vendor).is_empty());
+        assert!(super::base_url_hosts(Some("nope".into()), None).is_empty());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //!
 //! 1. implements [`Provider`] for a unit struct (only [`Provider::info`] is mandatory; every
 //!    other operation answers [`ProviderError::Unsupported`] until implemented);
-//! 2. calls [`export_provider!`] once with that type.
+//! 2. declares in `info()` the hosts it will call, from its configuration
+//!    ([`ProviderInfo::hosts`], [`config::base_url_hosts`]): the engine refuses to load a
+//!    plugin declaring a host the operator did not grant;
+//! 3. calls [`export_provider!`] once with that type.
 //!
 //! See `README.md` for a complete walk-through, and `providers/mock` for a full provider.
 //!

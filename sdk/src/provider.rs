@@ -21,8 +21,10 @@ fn unsupported(operation: &str) -> ProviderError {
 /// [`ProviderError::Unsupported`] until overridden; list the ones you implement in
 /// [`ProviderInfo::supported_operations`].
 pub trait Provider {
-    /// Name, version, supported operations, capabilities and rate limits. Must not fail and
-    /// should not call the network: the host calls it at load time.
+    /// Name, version, supported operations, capabilities (including the hosts the provider
+    /// will call, computed from its configuration: see [`ProviderInfo::hosts`]) and rate
+    /// limits. Must not fail and should not call the network: the host calls it at load time,
+    /// and refuses the plugin if it declares a host the operator did not grant.
     fn info() -> ProviderInfo;
 
     /// Priced offers matching `spec`, cheapest first.
@@ -117,7 +119,7 @@ macro_rules! export_provider {
             }
 
             // The canonical-ABI symbols only mean something in a component; natively their names
-            // (`tgp:provider/provider@0.1.0#info`) would break the linker's export list, so a
+            // (`tgp:provider/provider@0.2.0#info`) would break the linker's export list, so a
             // native build (tests, `cargo check`) type-checks the adapter above and stops there.
             #[cfg(target_arch = "wasm32")]
             $crate::__private::export_glue!(__TgpProviderExport with_types_in $crate::__bindings);

@@ -119,9 +119,29 @@ impl ProviderInfo {
         self
     }
 
-    /// Declares the capabilities.
+    /// Declares the capabilities. This replaces the whole record, `hosts` included: call
+    /// [`ProviderInfo::hosts`] after it, or fill `hosts` in the record.
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// Declares origins (`scheme://host[:port]`) this provider will call, given its
+    /// configuration: `capabilities.hosts`. Usually the origin of the `base_url` setting, from
+    /// [`crate::config::base_url_hosts`]. The engine refuses to load a plugin declaring an
+    /// origin the operator did not grant, so declare every host the plugin calls, and only
+    /// those. Duplicates are dropped.
+    pub fn hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for host in hosts {
+            let host = host.into();
+            if !self.capabilities.hosts.contains(&host) {
+                self.capabilities.hosts.push(host);
+            }
+        }
         self
     }
 
@@ -133,12 +153,13 @@ impl ProviderInfo {
 }
 
 impl Default for Capabilities {
-    /// No spot, no balance, no bootstrap delivery.
+    /// No spot, no balance, no bootstrap delivery, no hosts.
     fn default() -> Self {
         Self {
             spot: false,
             balance: false,
             bootstrap: Vec::new(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -257,6 +278,27 @@ mod tests {
         );
         assert_eq!(info.rate_limits[0].operation, Some(Operation::Quote));
         assert_eq!(info.capabilities, Capabilities::default());
+    }
+
+    #[test]
+    fn hosts_are_declared_once_and_survive_later_builder_calls() {
+        let info = ProviderInfo::new("x", "1.0.0")
+            .capabilities(Capabilities {
+                spot: true,
+                ..Capabilities::default()
+            })
+            .hosts(["https://api.example.com"])
+            .hosts(vec![
+                "https://api.example.com".to_string(),
+                "http://127.0.0.1:9".to_string(),
+            ])
+            .supports(&[Operation::Quote]);
+        assert_eq!(
+            info.capabilities.hosts,
+            ["https://api.example.com", "http://127.0.0.1:9"]
+        );
+        assert!(info.capabilities.spot);
+        assert!(ProviderInfo::new("y", "1").capabilities.hosts.is_empty());
     }
 
     #[test]

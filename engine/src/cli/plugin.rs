@@ -14,7 +14,8 @@ use crate::plugins::{Grants, Limits, Plugin, PluginHost, SecretValue};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Print a plugin's name, version, contract version, capabilities, size and compile time.
+    /// Print a plugin's name, version, contract version, capabilities (including the hosts it
+    /// declares it will call, given --config), size and compile time.
     Inspect(InspectArgs),
     /// Call one operation of a plugin and print the result (or its typed error) as JSON.
     Call(CallArgs),
@@ -44,6 +45,10 @@ pub struct TestArgs {
 pub struct InspectArgs {
     /// The component file (.wasm).
     pub file: PathBuf,
+    /// A plugin configuration value (repeatable): the hosts a plugin declares usually follow its
+    /// configuration (e.g. `base_url`).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
@@ -185,6 +190,7 @@ fn render_inspection(i: &Inspection<'_>) -> String {
             format!("{op}: {} per {} s", r.requests, r.per_seconds)
         })
         .collect();
+    let hosts = i.info.capabilities.hosts.clone();
     let or_none = |v: Vec<String>| {
         if v.is_empty() {
             "none".to_string()
@@ -193,7 +199,7 @@ fn render_inspection(i: &Inspection<'_>) -> String {
         }
     };
     format!(
-        "file:             {}\nname:             {}\nversion:          {}\ncontract:         tgp:provider@{}\ndigest:           sha256:{}\nsize:             {} bytes\ncompile time:     {:.1} ms{}\noperations:       {}\nspot:             {}\nbalance:          {}\nbootstrap:        {}\nrate limits:      {}\n",
+        "file:             {}\nname:             {}\nversion:          {}\ncontract:         tgp:provider@{}\ndigest:           sha256:{}\nsize:             {} bytes\ncompile time:     {:.1} ms{}\noperations:       {}\nspot:             {}\nbalance:          {}\nbootstrap:        {}\nhosts:            {}\nrate limits:      {}\n",
         i.file,
         i.name,
         i.version,
@@ -206,6 +212,7 @@ fn render_inspection(i: &Inspection<'_>) -> String {
         i.info.capabilities.spot,
         i.info.capabilities.balance,
         or_none(deliveries),
+        or_none(hosts),
         or_none(limits),
     )
 }
@@ -216,10 +223,11 @@ async fn inspect(args: InspectArgs, host: &PluginHost) -> anyhow::Result<i32> {
         provider_name: name_from_path(&args.file),
         allowed_hosts: vec![],
         secrets: BTreeMap::new(),
-        config: BTreeMap::new(),
+        config: pairs("--config", &args.config)?,
         limits: Limits::default(),
     };
-    let plugin = host.load(bytes, grants).await?;
+    // Offline: no host is reachable, and the hosts the plugin declares are shown, not checked.
+    let plugin = host.load_offline(bytes, grants).await?;
     let i = inspection(&args.file, &plugin);
     match args.output {
         OutputFormat::Table => print!("{}", render_inspection(&i)),
@@ -336,5 +344,50 @@ pub async fn run(cmd: PluginCommand, host: &PluginHost) -> anyhow::Result<i32> {
         PluginCommand::Inspect(args) => inspect(args, host).await,
         PluginCommand::Call(args) => call(args, host).await,
         PluginCommand::Test(args) => test(args, host).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::{BootstrapDelivery, Capabilities, Operation, ProviderInfo};
+
+    #[test]
+    fn inspection_shows_the_declared_hosts() {
+        let mut info = ProviderInfo {
+            name: "p".into(),
+            version: "1.2.3".into(),
+            supported_operations: vec![Operation::Quote],
+            capabilities: Capabilities {
+                spot: false,
+                balance: false,
+                bootstrap: vec![BootstrapDelivery::CloudInit],
+                hosts: vec![
+                    "https://api.example.com".into(),
+                    "http://127.0.0.1:9".into(),
+                ],
+            },
+            rate_limits: vec![],
+        };
+        let inspection = |info: &ProviderInfo| {
+            render_inspection(&Inspection {
+                file: "p.wasm".into(),
+                name: "p",
+                version: "1.2.3",
+                contract_version: "0.2.0",
+                digest: "00",
+                size_bytes: 1,
+                compile_ms: 1.0,
+                from_cache: false,
+                info,
+            })
+        };
+        let text = inspection(&info);
+        assert!(
+            text.contains("\nhosts:            https://api.example.com, http://127.0.0.1:9\n"),
+            "{text}"
+        );
+        info.capabilities.hosts.clear();
+        assert!(inspection(&info).contains("\nhosts:            none\n"));
     }
 }

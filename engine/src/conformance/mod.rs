@@ -4,7 +4,8 @@
 //! Scenarios: quote returns well-formed offers sorted by price; launch then verify reaches
 //! running; terminate twice is idempotent; an unknown id maps to not-found; a bad key maps to
 //! auth; no capacity maps to capacity; 429 maps to rate-limited; balance is a number or
-//! "unsupported"; list-owned finds what launch created and nothing else.
+//! "unsupported"; list-owned finds what launch created and nothing else; the hosts the plugin
+//! declares (`capabilities.hosts`) cover every host it called during the run.
 
 pub mod target;
 
@@ -77,9 +78,13 @@ fn grants(name: &str, target: &Target, key: &str, extra: &BTreeMap<String, Strin
     let mut config = target.config().clone();
     config.insert("base_url".into(), target.base_url().to_string());
     config.extend(extra.clone());
+    // Grant the API's origin (a URL target may carry a path, which an allow-list entry may not).
+    let allowed = url::Url::parse(target.base_url())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| target.base_url().to_string());
     Grants {
         provider_name: name.to_string(),
-        allowed_hosts: vec![target.base_url().to_string()],
+        allowed_hosts: vec![allowed],
         secrets: [("api_key".to_string(), SecretValue::from(key.to_string()))].into(),
         config,
         limits: Default::default(),
@@ -419,6 +424,31 @@ impl Kit<'_> {
         ))
     }
 
+    /// Runs last: every origin the plugin sent a request to during the run must be among the
+    /// hosts it declared at load. (The host already refused it at load had it declared an
+    /// origin it was not granted, and refuses every request off the allow-list.)
+    async fn declared_hosts(&mut self) -> Outcome {
+        let declared = self.plugin.declared_hosts().join(", ");
+        let called = self.plugin.contacted_origins();
+        let undeclared = self.plugin.undeclared_origins();
+        if !undeclared.is_empty() {
+            return Err(format!(
+                "the plugin called {} without declaring it (declared: {}); list every host it \
+                 calls in info().capabilities.hosts",
+                undeclared.join(", "),
+                if declared.is_empty() {
+                    "none"
+                } else {
+                    &declared
+                }
+            ));
+        }
+        if called.is_empty() {
+            return Err("the plugin called no host during the run".into());
+        }
+        Ok(format!("declared {declared}; called {}", called.join(", ")))
+    }
+
     /// Terminates everything the kit launched (best effort).
     async fn clean_up(&mut self) {
         for id in self.launched.clone() {
@@ -482,6 +512,7 @@ pub async fn run(
         "list-owned finds what launch created and nothing else",
         list_owned
     );
+    scenario!("declared hosts cover every host called", declared_hosts);
     kit.clean_up().await;
     Ok(Report {
         plugin: name,

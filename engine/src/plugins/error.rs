@@ -38,10 +38,51 @@ pub enum LoadError {
     Link { message: String },
     #[error("the plugin failed its validating info() call: {0}")]
     InfoFailed(#[source] CallError),
+    /// The plugin declares (in `info().capabilities.hosts`) an origin its grants do not allow.
+    /// `host` is the declared origin normalised (`scheme://host:port`), `granted` the allowed
+    /// origins, normalised the same way.
+    #[error(
+        "the plugin declares it will call {host}, which allowedHosts does not grant (granted: {}); \
+         add it to allowedHosts (`--allow-host` with `tgp plugin`) or use another module",
+        list_or_none(.granted)
+    )]
+    UngrantedHost { host: String, granted: Vec<String> },
+    /// A host the plugin declares is not a `scheme://host[:port]` origin.
+    #[error(
+        "the plugin declares `{declared}` as a host it will call, which is not an origin: {reason}; \
+         a declared host is scheme://host[:port] with http or https (check the plugin's \
+         configuration, e.g. base_url, or fix the plugin)"
+    )]
+    MalformedHost { declared: String, reason: String },
     #[error("compile cache error: {0}")]
     Cache(String),
     #[error("internal error while loading the plugin: {0}")]
     Internal(String),
+}
+
+impl LoadError {
+    /// A one-word reason for status conditions and metrics, e.g. `HostNotGranted`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Compile { .. } => "InvalidModule",
+            LoadError::Incompatible { .. } => "IncompatibleContract",
+            LoadError::NotAProvider { .. } => "NotAProvider",
+            LoadError::Link { .. } => "LinkFailed",
+            LoadError::InfoFailed(_) => "InfoFailed",
+            LoadError::UngrantedHost { .. } => "HostNotGranted",
+            LoadError::MalformedHost { .. } => "MalformedDeclaredHost",
+            LoadError::Cache(_) => "CacheError",
+            LoadError::Internal(_) => "InternalError",
+        }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// A call into a plugin failed.

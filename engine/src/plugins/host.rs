@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::{ProviderPlugin, ProviderPluginPre};
 use super::cache;
 use super::config::HostConfig;
+use super::declared;
 use super::engine::{self, Ticker};
 use super::error::{HostError, LoadError};
 use super::grants::Grants;
@@ -64,8 +65,35 @@ impl PluginHost {
     }
 
     /// Compiles (or loads from the cache) a component, checks its contract version, prepares it
-    /// for instantiation and validates it with an `info()` call.
+    /// for instantiation, validates it with an `info()` call and checks the hosts it declares
+    /// (`info().capabilities.hosts`) against `grants.allowed_hosts`: a plugin declaring an
+    /// origin that is not granted is refused with [`LoadError::UngrantedHost`], a declared host
+    /// that is not an origin with [`LoadError::MalformedHost`]. Every request is still checked
+    /// against the allow-list when it is made.
     pub async fn load(&self, bytes: Vec<u8>, grants: Grants) -> Result<Plugin, LoadError> {
+        self.load_with(bytes, grants, true).await
+    }
+
+    /// Loads a plugin to look at it, e.g. for `tgp plugin inspect`: like [`PluginHost::load`],
+    /// but with no network at all (the grants' allowed hosts are dropped, so every request the
+    /// plugin makes is refused) and without refusing it over the hosts it declares, which can
+    /// then be read from `info().capabilities.hosts`. Nothing is widened: a plugin loaded this
+    /// way can reach no host.
+    pub async fn load_offline(
+        &self,
+        bytes: Vec<u8>,
+        mut grants: Grants,
+    ) -> Result<Plugin, LoadError> {
+        grants.allowed_hosts.clear();
+        self.load_with(bytes, grants, false).await
+    }
+
+    async fn load_with(
+        &self,
+        bytes: Vec<u8>,
+        grants: Grants,
+        check_hosts: bool,
+    ) -> Result<Plugin, LoadError> {
         let started = Instant::now();
         let engine = self.engine.clone();
         let cache_dir = self.cfg.cache_dir.clone();
@@ -107,12 +135,16 @@ impl PluginHost {
         let info = Plugin::validate(&runtime)
             .await
             .map_err(LoadError::InfoFailed)?;
+        if check_hosts {
+            declared::check(&info.capabilities.hosts, shared.http.allow_list())?;
+        }
         let _ = shared.plugin_version.set(info.version.clone());
         tracing::info!(
             provider = %grants.provider_name,
             plugin = %info.name,
             plugin_version = %info.version,
             contract_version = %contract_version,
+            hosts = ?info.capabilities.hosts,
             digest = %digest,
             from_cache = compiled.from_cache,
             compile_ms = compile_time.as_millis() as u64,

@@ -6,12 +6,14 @@
 //! deadline, a memory cap and a concurrency bound. Everything a plugin can do to the outside world
 //! goes through the imports implemented here (HTTP to allow-listed hosts with host-side secret
 //! substitution, rate-limited logging, config, clock); WASI is linked with an empty context.
+//! At load, the hosts a plugin declares it will call must all be granted (`declared`).
 //!
 //! Entry points: [`PluginHost::new`], [`PluginHost::load`], then the call methods on [`Plugin`].
 
 mod bindings;
 mod cache;
 mod config;
+mod declared;
 mod engine;
 mod error;
 mod grants;

@@ -22,6 +22,7 @@ use super::bindings::{
 use super::engine::Ticker;
 use super::error::CallError;
 use super::grants::Limits;
+use super::http::policy::Origin;
 use super::state::{HostState, PluginShared, STDERR_CAPACITY};
 use super::traps::{self, CallFacts};
 
@@ -328,6 +329,32 @@ impl Plugin {
     /// Counters of this plugin.
     pub fn stats(&self) -> PluginStats {
         self.0.runtime.stats()
+    }
+
+    /// The hosts the plugin declared at load (`info().capabilities.hosts`), as it wrote them.
+    pub fn declared_hosts(&self) -> &[String] {
+        &self.0.meta.info.capabilities.hosts
+    }
+
+    /// Every origin (`scheme://host:port`, normalised) a request of this plugin was sent to
+    /// since load, sorted. Refused requests are not counted: they never leave the host.
+    pub fn contacted_origins(&self) -> Vec<String> {
+        self.0.runtime.shared.http.contacted()
+    }
+
+    /// The [`Plugin::contacted_origins`] that the plugin did not declare: empty for a plugin
+    /// whose declaration is complete. Declared hosts are normalised the same way.
+    pub fn undeclared_origins(&self) -> Vec<String> {
+        let declared: Vec<String> = self
+            .declared_hosts()
+            .iter()
+            .filter_map(|h| Origin::parse(h).ok())
+            .map(|o| o.to_string())
+            .collect();
+        self.contacted_origins()
+            .into_iter()
+            .filter(|o| !declared.contains(o))
+            .collect()
     }
 
     pub async fn call_info(&self) -> Result<ProviderInfo, CallError> {

@@ -10,8 +10,9 @@ use wasmtime::component::Component;
 
 use super::error::LoadError;
 
-/// The contract version this engine implements (`wit/provider.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this engine implements (`wit/provider.wit`). 0.2 added
+/// `capabilities.hosts`; plugins built for 0.1 are refused.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 const EXPORT_PREFIX: &str = "tgp:provider/provider";
 
@@ -34,7 +35,7 @@ fn parse(version: &str) -> Option<Version> {
     Some(Version { major, minor })
 }
 
-/// How this host describes the versions it accepts, e.g. `0.1.x`.
+/// How this host describes the versions it accepts, e.g. `0.2.x`.
 pub fn host_range() -> String {
     match parse(CONTRACT_VERSION) {
         Some(v) if v.major == 0 => format!("{}.{}.x", v.major, v.minor),
@@ -91,11 +92,39 @@ mod tests {
 
     #[test]
     fn same_minor_accepted_while_zero_x() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
+        assert!(compatible("0.2.0"));
+        assert!(compatible("0.2.7"));
+        assert!(compatible("0.2.1-rc.1"));
+        assert!(
+            !compatible("0.1.0"),
+            "0.1 plugins declare no hosts: refused"
+        );
+        assert!(!compatible("0.3.0"));
         assert!(!compatible("1.0.0"));
+        assert!(!compatible("0.2"));
         assert!(!compatible("garbage"));
-        assert_eq!(host_range(), "0.1.x");
+        assert_eq!(host_range(), "0.2.x");
+    }
+
+    #[test]
+    fn refusing_a_previous_contract_names_both_versions() {
+        let err = LoadError::Incompatible {
+            plugin: "0.1.0".into(),
+            host: host_range(),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("tgp:provider@0.1.0") && text.contains("tgp:provider@0.2.x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_wit_file_and_the_engine_agree() {
+        let wit = include_str!("../../../wit/provider.wit");
+        assert!(
+            wit.contains(&format!("package tgp:provider@{CONTRACT_VERSION};")),
+            "wit/provider.wit does not declare tgp:provider@{CONTRACT_VERSION}"
+        );
     }
 }

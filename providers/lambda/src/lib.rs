@@ -35,6 +35,7 @@ impl Provider for LambdaProvider {
             spot: false,
             balance: false,
             bootstrap: vec![BootstrapDelivery::CloudInit],
+            hosts: settings::hosts(config::get("base_url")),
         })
         .rate_limit(RateLimit::new(1, 1))
         .rate_limit(RateLimit::new(1, 12).for_operation(Operation::Launch))
@@ -129,6 +130,8 @@ mod tests {
         assert_eq!(info.supported_operations, Operation::ALL.to_vec());
         assert!(!info.capabilities.spot && !info.capabilities.balance);
         assert_eq!(info.capabilities.bootstrap, [BootstrapDelivery::CloudInit]);
+        // Natively the configuration is empty: the default API is the one host.
+        assert_eq!(info.capabilities.hosts, ["https://cloud.lambda.ai"]);
         assert_eq!(
             info.rate_limits,
             [

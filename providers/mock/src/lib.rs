@@ -32,7 +32,8 @@ impl Provider for MockProvider {
     fn info() -> ProviderInfo {
         ProviderInfo::new(
             settings::provider_name(config::get("name")),
-            env!("CARGO_PKG_VERSION"),
+            // A build may report another version (the hot-swap tests build a second one).
+            option_env!("TGP_MOCK_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")),
         )
         .supports(&Operation::ALL)
         .capabilities(Capabilities {
@@ -42,6 +43,7 @@ impl Provider for MockProvider {
                 BootstrapDelivery::TalosUserData,
                 BootstrapDelivery::CloudInit,
             ],
+            hosts: settings::hosts(config::get("base_url")),
         })
     }
 
@@ -111,6 +113,8 @@ mod tests {
             ]
         );
         assert!(info.rate_limits.is_empty());
+        // Natively the configuration is empty: no base_url, so no host to call.
+        assert!(info.capabilities.hosts.is_empty());
     }
 
     #[test]

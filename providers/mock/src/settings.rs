@@ -47,6 +47,13 @@ impl Settings {
     }
 }
 
+/// The hosts `info` declares it will call (`Capabilities::hosts`): the origin of `base_url`,
+/// the setting's value in `configured`. Nothing while it is unset or invalid: every operation
+/// then fails on it before making any request.
+pub fn hosts(configured: Option<String>) -> Vec<String> {
+    config::base_url_hosts(configured, None)
+}
+
 /// The provider name to report: the configured `name`, or [`DEFAULT_NAME`].
 pub fn provider_name(configured: Option<String>) -> String {
     config::provider_name(configured, DEFAULT_NAME)
@@ -101,6 +108,21 @@ mod tests {
         assert!(
             matches!(empty_secret.validated(), Err(ProviderError::InvalidRequest(f)) if f.field == "api_key_secret")
         );
+    }
+
+    #[test]
+    fn hosts_are_the_origin_of_base_url() {
+        assert_eq!(
+            hosts(Some("http://127.0.0.1:8790/".into())),
+            ["http://127.0.0.1:8790"]
+        );
+        assert_eq!(
+            hosts(Some("https://Mock.Example:443/api".into())),
+            ["https://mock.example"]
+        );
+        // No default cloud: unset or invalid, the plugin calls (and declares) nothing.
+        assert!(hosts(None).is_empty());
+        assert!(hosts(Some("127.0.0.1:8790".into())).is_empty());
     }
 
     #[test]

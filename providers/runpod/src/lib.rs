@@ -40,6 +40,7 @@ impl Provider for RunpodProvider {
             spot: true,
             balance: true,
             bootstrap: vec![BootstrapDelivery::ContainerOnly],
+            hosts: settings::hosts(config::get("base_url")),
         })
     }
 
@@ -146,6 +147,8 @@ mod tests {
             info.capabilities.bootstrap,
             [BootstrapDelivery::ContainerOnly]
         );
+        // Natively the configuration is empty: the default API is the one host.
+        assert_eq!(info.capabilities.hosts, ["https://api.runpod.io"]);
     }
 
     #[test]

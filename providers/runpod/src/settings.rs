@@ -126,6 +126,13 @@ impl Settings {
     }
 }
 
+/// The hosts `info` declares it will call (`Capabilities::hosts`): the origin of `base_url`
+/// (the setting's value in `configured`), or of [`DEFAULT_BASE_URL`] when it is unset. Nothing
+/// while it is invalid: every operation then fails on it before making any request.
+pub fn hosts(configured: Option<String>) -> Vec<String> {
+    config::base_url_hosts(configured, Some(DEFAULT_BASE_URL))
+}
+
 /// The provider name to report: the configured `name`, or [`DEFAULT_NAME`].
 pub fn provider_name(configured: Option<String>) -> String {
     config::provider_name(configured, DEFAULT_NAME)
@@ -173,6 +180,22 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn hosts_follow_base_url_or_the_runpod_api() {
+        assert_eq!(hosts(None), ["https://api.runpod.io"]);
+        assert_eq!(
+            hosts(Some("http://127.0.0.1:8791/".into())),
+            ["http://127.0.0.1:8791"]
+        );
+        assert!(hosts(Some("ftp://x".into())).is_empty());
+        // The declared host is the one the GraphQL endpoint lives on.
+        let s = load(&[("base_url", "http://127.0.0.1:8791")]).unwrap();
+        assert!(
+            s.graphql_url()
+                .starts_with(&hosts(Some(s.base_url.clone()))[0])
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl Provider for VastProvider {
             spot: true,
             balance: true,
             bootstrap: vec![BootstrapDelivery::ContainerOnly],
+            hosts: settings::hosts(config::get("base_url")),
         })
     }
 
@@ -137,6 +138,8 @@ mod tests {
             info.capabilities.bootstrap,
             [BootstrapDelivery::ContainerOnly]
         );
+        // Natively the configuration is empty: the default API is the one host.
+        assert_eq!(info.capabilities.hosts, ["https://console.vast.ai"]);
     }
 
     #[test]

@@ -104,6 +104,13 @@ impl Settings {
     }
 }
 
+/// The hosts `info` declares it will call (`Capabilities::hosts`): the origin of `base_url`
+/// (the setting's value in `configured`), or of [`DEFAULT_BASE_URL`] when it is unset. Nothing
+/// while it is invalid: every operation then fails on it before making any request.
+pub fn hosts(configured: Option<String>) -> Vec<String> {
+    config::base_url_hosts(configured, Some(DEFAULT_BASE_URL))
+}
+
 /// The provider name to report: the configured `name`, or [`DEFAULT_NAME`].
 pub fn provider_name(configured: Option<String>) -> String {
     config::provider_name(configured, DEFAULT_NAME)
@@ -160,6 +167,18 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn hosts_follow_base_url_or_the_vast_api() {
+        assert_eq!(hosts(None), ["https://console.vast.ai"]);
+        assert_eq!(
+            hosts(Some("http://127.0.0.1:8793/".into())),
+            ["http://127.0.0.1:8793"]
+        );
+        assert!(hosts(Some("x".into())).is_empty());
+        let s = load(&[]).unwrap();
+        assert!(s.url("/bundles/").starts_with(&hosts(None)[0]));
     }
 
     #[test]

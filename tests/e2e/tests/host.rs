@@ -1,6 +1,7 @@
 //! End-to-end tests of the sandboxed plugin host (`tgp::plugins`) against real components:
-//! the hostile test plugin (every misbehaviour a provider plugin could show) and a plugin built
-//! for a future contract version.
+//! the hostile test plugin (every misbehaviour a provider plugin could show), a plugin built
+//! for a future contract version, and the SDK README's example. Includes the load-time check of
+//! the hosts a plugin declares (`capabilities.hosts`) against its grants.
 
 #[path = "host/support.rs"]
 mod support;
@@ -36,7 +37,12 @@ async fn loads_and_answers_info_and_quote() {
     let host = host();
     let plugin = load(&host, grants("ok")).await;
     assert_eq!(plugin.info().name, "hostile");
-    assert_eq!(plugin.contract_version(), "0.1.0");
+    assert_eq!(plugin.contract_version(), "0.2.0");
+    assert_eq!(plugin.contract_version(), tgp::plugins::CONTRACT_VERSION);
+    assert!(
+        plugin.declared_hosts().is_empty(),
+        "declares nothing unless told"
+    );
     assert_eq!(plugin.digest().len(), 64);
     assert_eq!(plugin.call_info().await.expect("info"), *plugin.info());
     let offers = plugin.quote(&spec("H100-SXM", 8)).await.expect("quote");
@@ -179,6 +185,8 @@ async fn trapped_instance_is_discarded_and_the_next_call_runs_fresh() {
     );
 }
 
+/// The plugin declares only its grant and calls elsewhere anyway: the load-time check cannot
+/// see that, the call-time check stops it.
 #[tokio::test]
 async fn off_list_host_is_capability_denied_without_any_connection() {
     logs();
@@ -201,6 +209,11 @@ async fn off_list_host_is_capability_denied_without_any_connection() {
     assert!(
         !wire.was_touched(),
         "the host connected to a host that is not on the allow-list"
+    );
+    assert_eq!(plugin.declared_hosts(), ["https://api.example.com"]);
+    assert!(
+        plugin.contacted_origins().is_empty(),
+        "a refused request is never sent"
     );
     // The plugin keeps serving.
     assert!(plugin.call_info().await.is_ok());
@@ -252,6 +265,8 @@ async fn oversized_response_is_too_large_at_the_cap() {
             "too-large: {cap}"
         ))))
     );
+    assert_eq!(plugin.contacted_origins(), [origin]);
+    assert!(plugin.undeclared_origins().is_empty());
 }
 
 fn plugin_cap() -> u64 {
@@ -321,7 +336,7 @@ async fn future_contract_is_refused_naming_both_versions() {
         matches!(&err, LoadError::Incompatible { plugin, .. } if plugin == "1.0.0"),
         "{err:?}"
     );
-    assert!(text.contains("1.0.0") && text.contains("0.1"), "{text}");
+    assert!(text.contains("1.0.0") && text.contains("0.2"), "{text}");
 }
 
 #[tokio::test]
@@ -442,4 +457,200 @@ async fn redirects_are_rechecked_against_the_allow_list() {
         !wire.was_touched(),
         "the host followed a redirect to a host that is not on the allow-list"
     );
+}
+
+#[tokio::test]
+async fn declaring_an_ungranted_host_is_refused_at_load_while_the_loaded_plugin_keeps_serving() {
+    logs();
+    let host = host();
+    let granted = ["https://api.example.com"];
+    // The revision in service declares exactly its grant.
+    let serving = load(&host, declaring(granting(grants("ok"), &granted), &granted)).await;
+    assert_eq!(serving.declared_hosts(), granted);
+
+    // The new module asks for one more host than granted.
+    let err = host
+        .load(
+            hostile(),
+            declaring(
+                granting(grants("ok"), &granted),
+                &["https://api.example.com", "https://EVIL.example"],
+            ),
+        )
+        .await
+        .expect_err("a plugin asking for more than granted must be refused");
+    match &err {
+        LoadError::UngrantedHost { host, granted } => {
+            assert_eq!(host, "https://evil.example:443");
+            assert_eq!(granted, &["https://api.example.com:443"]);
+        }
+        other => panic!("expected UngrantedHost, got {other:?}"),
+    }
+    assert_eq!(err.reason(), "HostNotGranted");
+    let text = err.to_string();
+    assert!(
+        text.contains("https://evil.example:443")
+            && text.contains("granted: https://api.example.com:443")
+            && text.contains("add it to allowedHosts"),
+        "{text}"
+    );
+
+    // Nothing granted at all: refused too, saying so.
+    let err = host
+        .load(hostile(), declaring(grants("ok"), &["http://127.0.0.1:9"]))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, LoadError::UngrantedHost { granted, .. } if granted.is_empty()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("(granted: none)"), "{err}");
+
+    // The refusals left the serving plugin alone.
+    let offers = serving
+        .quote(&spec("H100-SXM", 2))
+        .await
+        .expect("still serving");
+    assert_eq!(offers[0].offer_id, "H100-SXMx2");
+}
+
+#[tokio::test]
+async fn declaring_exactly_the_grants_loads_whatever_their_spelling() {
+    logs();
+    let host = host();
+    let plugin = host
+        .load(
+            hostile(),
+            declaring(
+                granting(
+                    grants("ok"),
+                    &["https://api.example.com/", "http://127.0.0.1:8080"],
+                ),
+                &["HTTPS://API.example.com:443", "http://127.0.0.1:8080"],
+            ),
+        )
+        .await
+        .expect("a plugin declaring its grants loads");
+    assert_eq!(
+        plugin.declared_hosts(),
+        ["HTTPS://API.example.com:443", "http://127.0.0.1:8080"]
+    );
+    assert_eq!(plugin.info().capabilities.hosts, plugin.declared_hosts());
+    assert!(plugin.quote(&spec("A", 1)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_malformed_declared_host_is_refused_with_its_own_error() {
+    logs();
+    let host = host();
+    for (bad, why) in [
+        ("api.example.com", "not a URL"),
+        ("https://api.example.com/v1", "path"),
+        ("ftp://api.example.com", "scheme"),
+    ] {
+        let err = host
+            .load(
+                hostile(),
+                declaring(granting(grants("ok"), &["https://api.example.com"]), &[bad]),
+            )
+            .await
+            .expect_err(bad);
+        match &err {
+            LoadError::MalformedHost { declared, reason } => {
+                assert_eq!(declared, bad);
+                assert!(reason.contains(why), "{bad}: {reason}");
+            }
+            other => panic!("{bad}: expected MalformedHost, got {other:?}"),
+        }
+        assert_eq!(err.reason(), "MalformedDeclaredHost");
+    }
+}
+
+/// `tgp plugin inspect` loads offline: the declaration is shown, not refused, and no request
+/// can leave the host.
+#[tokio::test]
+async fn offline_load_shows_ungranted_hosts_and_reaches_nothing() {
+    logs();
+    let host = host();
+    let wire = tripwire();
+    let target = format!("http://127.0.0.1:{}", wire.port);
+    let g = declaring(
+        with_target(grants("offlist"), &format!("{target}/x"), &[&target]),
+        &["https://evil.example"],
+    );
+    assert!(matches!(
+        host.load(hostile(), g.clone()).await,
+        Err(LoadError::UngrantedHost { .. })
+    ));
+    let plugin = host.load_offline(hostile(), g).await.expect("offline load");
+    assert_eq!(plugin.declared_hosts(), ["https://evil.example"]);
+    // Even the granted target is out of reach offline.
+    assert_eq!(
+        plugin.quote(&spec("A100", 1)).await,
+        Err(CallError::CapabilityDenied { what: target })
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!wire.was_touched(), "an offline plugin reached the network");
+}
+
+/// The SDK README's example declares the origin of its `base_url`, so the same component loads
+/// where that origin is granted and is refused where it is not.
+#[tokio::test]
+async fn sdk_example_declares_its_base_url_origin() {
+    logs();
+    let host = host();
+    let base_url = "http://127.0.0.1:8790/";
+    let config = |g: &mut tgp::plugins::Grants| {
+        g.config.insert("base_url".into(), base_url.into());
+    };
+    let mut g = tgp::plugins::Grants {
+        provider_name: "hello".into(),
+        allowed_hosts: vec!["http://127.0.0.1:8790".into()],
+        ..Default::default()
+    };
+    config(&mut g);
+    let plugin = host.load(sdk_example(), g).await.expect("granted: loads");
+    assert_eq!(plugin.declared_hosts(), ["http://127.0.0.1:8790"]);
+
+    let mut g = tgp::plugins::Grants {
+        provider_name: "hello".into(),
+        allowed_hosts: vec!["https://api.hello.example".into()],
+        ..Default::default()
+    };
+    config(&mut g);
+    match host.load(sdk_example(), g).await {
+        Err(LoadError::UngrantedHost { host, granted }) => {
+            assert_eq!(host, "http://127.0.0.1:8790");
+            assert_eq!(granted, ["https://api.hello.example:443"]);
+        }
+        other => panic!("expected UngrantedHost, got {other:?}"),
+    }
+
+    // Without a base_url it calls nothing, declares nothing, and loads with no grants.
+    let plugin = host
+        .load(sdk_example(), tgp::plugins::Grants::default())
+        .await
+        .expect("loads");
+    assert!(plugin.declared_hosts().is_empty());
+}
+
+/// A plugin granted a host it did not declare loads and may call it, but the call is on record
+/// as undeclared: what the conformance kit fails a plugin for.
+#[tokio::test]
+async fn calls_to_granted_but_undeclared_hosts_are_on_record() {
+    logs();
+    let host = host();
+    let port = big_server(16);
+    let origin = format!("http://127.0.0.1:{port}");
+    let g = declaring(
+        with_target(grants("big"), &format!("{origin}/small"), &[&origin]),
+        &[],
+    );
+    let plugin = host.load(hostile(), g).await.expect("declaring less loads");
+    assert!(plugin.declared_hosts().is_empty());
+    assert!(plugin.contacted_origins().is_empty());
+    let offers = plugin.quote(&spec("A100", 1)).await.expect("the call runs");
+    assert!(offers[0].offer_id.starts_with("status 200"), "{offers:?}");
+    assert_eq!(plugin.contacted_origins(), [origin.clone()]);
+    assert_eq!(plugin.undeclared_origins(), [origin]);
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tgp::conformance::{self, Personality, Target, Verdict};
 use tgp::plugins::{
-    CallError, GpuSpec, Grants, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost,
-    ProviderError, SecretValue, Tag,
+    CallError, GpuSpec, Grants, HostConfig, InstanceState, LaunchRequest, LoadError, Plugin,
+    PluginHost, ProviderError, SecretValue, Tag,
 };
 use tgp_cloudsim::{
     Faults, LambdaCloud, LambdaConfig, RunpodCloud, RunpodConfig, Switch, VastCloud, VastConfig,
@@ -36,7 +36,17 @@ async fn conformance_passes(name: &str, personality: Personality) {
         "{name}: {}",
         conformance::render(&report)
     );
-    assert_eq!(report.results.len(), 9);
+    assert_eq!(report.results.len(), 10);
+    let hosts = report
+        .results
+        .iter()
+        .find(|r| r.scenario == "declared hosts cover every host called")
+        .expect("the declared-hosts scenario ran");
+    assert!(
+        hosts.detail.contains(target.base_url()),
+        "{name}: {}",
+        hosts.detail
+    );
 }
 
 #[tokio::test]
@@ -80,6 +90,53 @@ async fn load(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> 
     host.load(component(name), grants(name, base_url, key, extra))
         .await
         .expect("the plugin loads")
+}
+
+/// Each provider declares the origin of its `base_url` (a loopback simulator's here), or of its
+/// vendor's API when unset, and the same component is refused where that origin is not granted.
+/// Loading makes no request, so no simulator is needed.
+#[tokio::test]
+async fn providers_declare_their_base_url_and_are_refused_without_its_grant() {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    let base = "http://127.0.0.1:8799";
+    for (name, vendor) in [
+        ("mock", None),
+        ("runpod", Some("https://api.runpod.io")),
+        ("lambda", Some("https://cloud.lambda.ai")),
+        ("vast", Some("https://console.vast.ai")),
+    ] {
+        let plugin = host
+            .load(component(name), grants(name, &format!("{base}/"), "k", &[]))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(plugin.declared_hosts(), [base], "{name}");
+
+        // Pointed at the simulator, granted only the vendor's API: refused at load.
+        let mut g = grants(name, base, "k", &[]);
+        g.allowed_hosts = vec![vendor.unwrap_or("https://mock.example").into()];
+        match host.load(component(name), g).await {
+            Err(LoadError::UngrantedHost { host, .. }) => {
+                assert_eq!(host, format!("{base}"), "{name}")
+            }
+            other => panic!("{name}: expected UngrantedHost, got {other:?}"),
+        }
+
+        // Unconfigured: the vendor's API (the mock cloud has none: nothing).
+        let g = Grants {
+            provider_name: name.into(),
+            allowed_hosts: vendor.map(|v| vec![v.to_string()]).unwrap_or_default(),
+            ..Default::default()
+        };
+        let plugin = host
+            .load(component(name), g)
+            .await
+            .unwrap_or_else(|e| panic!("{name} unconfigured: {e}"));
+        assert_eq!(
+            plugin.declared_hosts(),
+            vendor.map(|v| vec![v.to_string()]).unwrap_or_default(),
+            "{name}"
+        );
+    }
 }
 
 fn spec(gpu: &str, spot: bool) -> GpuSpec {

@@ -9,8 +9,8 @@
 
 pub mod policy;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
@@ -54,6 +54,9 @@ pub struct HttpContext {
     allow: AllowList,
     secrets: BTreeMap<String, SecretValue>,
     limits: Limits,
+    /// Origins a request was sent to (allowed ones only), for diagnostics and the conformance
+    /// kit's check of the plugin's declared hosts.
+    contacted: Mutex<BTreeSet<String>>,
 }
 
 impl HttpContext {
@@ -63,6 +66,27 @@ impl HttpContext {
             allow: AllowList::parse(&grants.allowed_hosts, &grants.provider_name),
             secrets: grants.secrets.clone(),
             limits: grants.limits.clone(),
+            contacted: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The parsed allow-list.
+    pub fn allow_list(&self) -> &AllowList {
+        &self.allow
+    }
+
+    /// Every origin a request was sent to so far (normalised, sorted).
+    pub fn contacted(&self) -> Vec<String> {
+        self.contacted
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn note_contacted(&self, origin: &Origin) {
+        let origin = origin.to_string();
+        if let Ok(mut set) = self.contacted.lock() {
+            set.insert(origin);
         }
     }
 
@@ -101,6 +125,7 @@ impl HttpContext {
                 what: origin.to_string(),
             });
         }
+        self.note_contacted(&origin);
         let requested = req
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
@@ -150,7 +175,7 @@ impl HttpContext {
                     }
                 };
                 match Origin::of(&next) {
-                    Some(o) if self.allow.allows(&o) => {}
+                    Some(o) if self.allow.allows(&o) => self.note_contacted(&o),
                     Some(o) => {
                         return Ok(Err(HttpError::Denied(format!(
                             "redirect to {o} is not on the allow-list"

@@ -39,6 +39,30 @@ impl Origin {
         let port = url.port_or_known_default()?;
         Some(Self { scheme, host, port })
     }
+
+    /// Parses an origin written as `scheme://host[:port]` (an allow-list entry, or a host a
+    /// plugin declares): http or https, a host, no user info, path (a lone `/` is accepted),
+    /// query or fragment. The host is lowercased and the port defaults by scheme, exactly as for
+    /// the URLs of requests, so the two compare equal. `Err` says what is wrong.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let url = Url::parse(entry).map_err(|e| format!("not a URL: {e}"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("scheme `{}` is not http or https", url.scheme()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("it carries user info".into());
+        }
+        if !(url.path() == "/" || url.path().is_empty()) {
+            return Err(format!("it has a path (`{}`)", url.path()));
+        }
+        if url.query().is_some() {
+            return Err("it has a query".into());
+        }
+        if url.fragment().is_some() {
+            return Err("it has a fragment".into());
+        }
+        Self::of(&url).ok_or_else(|| "it has no host".to_string())
+    }
 }
 
 /// The parsed allow-list of one plugin.
@@ -52,21 +76,19 @@ impl AllowList {
     pub fn parse(entries: &[String], provider: &str) -> Self {
         let mut origins = Vec::new();
         for entry in entries {
-            match Url::parse(entry).ok().as_ref().and_then(|u| {
-                let path_ok = u.path() == "/" || u.path().is_empty();
-                if path_ok && u.query().is_none() && u.username().is_empty() {
-                    Origin::of(u)
-                } else {
-                    None
-                }
-            }) {
-                Some(origin) => origins.push(origin),
-                None => {
-                    tracing::warn!(provider, entry = %entry, "ignoring malformed allowed_hosts entry (want scheme://host[:port])")
+            match Origin::parse(entry) {
+                Ok(origin) => origins.push(origin),
+                Err(reason) => {
+                    tracing::warn!(provider, entry = %entry, %reason, "ignoring malformed allowed_hosts entry (want scheme://host[:port])")
                 }
             }
         }
         Self { origins }
+    }
+
+    /// The allowed origins, normalised.
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
     }
 
     pub fn allows(&self, origin: &Origin) -> bool {
@@ -140,6 +162,41 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_parse_like_request_urls() {
+        let o = |s: &str| Origin::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(
+            o("https://API.Example.com").to_string(),
+            "https://api.example.com:443"
+        );
+        assert_eq!(
+            o("https://api.example.com:443/").to_string(),
+            "https://api.example.com:443"
+        );
+        assert_eq!(
+            o("HTTP://127.0.0.1:8080").to_string(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(o("http://[::1]:9").to_string(), "http://[::1]:9");
+        assert_eq!(o("http://h.example").port, 80);
+        for (bad, why) in [
+            ("api.example.com", "not a URL"),
+            ("ftp://h.example", "scheme"),
+            ("https://u:p@h.example", "user info"),
+            ("https://h.example/v1", "path"),
+            ("https://h.example/?x=1", "query"),
+            ("https://h.example/#f", "fragment"),
+            ("", "not a URL"),
+        ] {
+            match Origin::parse(bad) {
+                Err(reason) => assert!(reason.contains(why), "{bad}: {reason}"),
+                Ok(o) => panic!("{bad} parsed as {o}"),
+            }
+        }
+        let list = AllowList::parse(&["https://a.example".into(), "nope".into()], "t");
+        assert_eq!(list.origins(), [o("https://a.example:443")]);
+    }
 
     #[test]
     fn origins_and_ranges() {

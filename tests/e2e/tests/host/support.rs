@@ -20,6 +20,14 @@ pub fn hostile() -> Vec<u8> {
     component("tgp-test-plugin-hostile")
 }
 
+/// The SDK README's example (`sdk/examples/minimal.rs`), built by the build script.
+pub fn sdk_example() -> Vec<u8> {
+    let path = PathBuf::from(env!("TGP_TEST_PLUGIN_DIR"))
+        .join("examples")
+        .join("minimal.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 pub fn grants(mode: &str) -> Grants {
     Grants {
         provider_name: format!("hostile-{mode}"),
@@ -32,8 +40,22 @@ pub fn grants(mode: &str) -> Grants {
     }
 }
 
+/// Points the hostile plugin at `target` and grants `allowed`; the plugin declares exactly its
+/// grants (so it loads), whatever `target` is.
 pub fn with_target(mut g: Grants, target: &str, allowed: &[&str]) -> Grants {
     g.config.insert("target".into(), target.into());
+    g.allowed_hosts = allowed.iter().map(|s| s.to_string()).collect();
+    declaring(g, allowed)
+}
+
+/// Makes the hostile plugin declare `hosts` (verbatim) in `info().capabilities.hosts`.
+pub fn declaring(mut g: Grants, hosts: &[&str]) -> Grants {
+    g.config.insert("declare_hosts".into(), hosts.join(","));
+    g
+}
+
+/// Grants `allowed` without changing what the plugin declares or calls.
+pub fn granting(mut g: Grants, allowed: &[&str]) -> Grants {
     g.allowed_hosts = allowed.iter().map(|s| s.to_string()).collect();
     g
 }
@@ -43,6 +65,10 @@ pub fn with_secret(mut g: Grants, name: &str, value: &str) -> Grants {
     g
 }
 
+/// The code generator's own trace records (every compile emits hundreds of megabytes of them)
+/// are kept at info: everything else, the host's and the guests' lines included, at trace.
+const LOG_FILTER: &str = "trace,cranelift=info,regalloc2=info,wasmtime=info,wasmparser=info";
+
 /// Every log line of the test process, captured from the first call on.
 pub fn logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -50,7 +76,7 @@ pub fn logs() -> Arc<Mutex<Vec<u8>>> {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let sink = buf.clone();
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(LOG_FILTER))
             .with_ansi(false)
             .with_writer(move || Sink(sink.clone()))
             .init();

@@ -5,6 +5,12 @@
 //! every hostile case (a `gpu-type` of `mode:<name>` overrides it for one call) (endless loop, memory bomb, panic, forbidden HTTP, oversized responses,
 //! secret exfiltration attempts) as well as a well-behaved `ok` mode that echoes its input.
 //! Built with `wit-bindgen` directly, not the SDK, so the tests do not depend on the SDK.
+//!
+//! The hosts it declares in `info()` (`capabilities.hosts`) are exactly the comma-separated
+//! entries of the config key `declare_hosts`, verbatim (none when unset). Declaring is separate
+//! from calling (`target`), so a test can make it declare a host it was not granted (refused at
+//! load), a malformed one, or lie: declare only its grants and call elsewhere (refused at call
+//! time).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -57,6 +63,17 @@ fn target() -> Result<String, ProviderError> {
         .ok_or_else(|| ProviderError::Internal("config key `target` missing".into()))
 }
 
+/// The entries of `declare_hosts`, trimmed, verbatim otherwise.
+fn declared_hosts() -> Vec<String> {
+    config::get("declare_hosts")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Guest for Hostile {
     fn info() -> ProviderInfo {
         ProviderInfo {
@@ -67,6 +84,7 @@ impl Guest for Hostile {
                 spot: false,
                 balance: false,
                 bootstrap: vec![BootstrapDelivery::CloudInit],
+                hosts: declared_hosts(),
             },
             rate_limits: vec![],
         }
