@@ -134,6 +134,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
             module: ModuleSource {
                 path: Some(plugin.display().to_string()),
                 digest: None,
+                ..ModuleSource::default()
             },
             credentials: Some(Credentials {
                 secret_name: "bench-credentials".into(),

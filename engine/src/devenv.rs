@@ -135,6 +135,7 @@ impl DevEnv {
                 module: ModuleSource {
                     path: Some(self.plugin_path.display().to_string()),
                     digest: None,
+                    ..ModuleSource::default()
                 },
                 credentials: Some(Credentials {
                     secret_name: format!("{}-credentials", spec.name),

@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod crd;
 pub mod devenv;
 pub mod embedded;
+pub mod modules;
 pub mod money;
 pub mod operator;
 pub mod plugins;

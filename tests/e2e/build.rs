@@ -13,4 +13,12 @@ fn main() {
         &[("tgp-provider-sdk", "minimal")],
     );
     println!("cargo:rustc-env=TGP_TEST_PLUGIN_DIR={}", dir.display());
+    // The mock provider once more, reporting another version: "a new version" of a running
+    // provider's module for the hot-swap tests and benchmark (same code, different digest).
+    let mock_v2 = tgp_wasm_build::build_variant(
+        "tgp-provider-mock",
+        "mock-v2",
+        &[("TGP_MOCK_VERSION", "0.1.1-hotswap")],
+    );
+    println!("cargo:rustc-env=TGP_TEST_MOCK_V2={}", mock_v2.display());
 }

@@ -20,6 +20,7 @@ use super::conditions::Condition;
     printcolumn = r#"{"name":"Plugin","type":"string","jsonPath":".status.pluginName"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.version"}"#,
     printcolumn = r#"{"name":"Enabled","type":"boolean","jsonPath":".spec.enabled"}"#,
+    printcolumn = r#"{"name":"Loaded","type":"string","jsonPath":".status.conditions[?(@.type==\"Loaded\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -55,16 +56,77 @@ fn default_true() -> bool {
     true
 }
 
-/// The plugin module.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The plugin module: exactly one source (`path`, `configMap`, `url` or `oci`), and the sha256
+/// digest that pins it (required for every source but `path`). Bytes that do not hash to the
+/// digest are refused before anything else looks at them. Changing any of this swaps the
+/// provider to the new module while calls keep running; pointing `digest` back at an earlier
+/// revision rolls back (see docs/hot-swap.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "[has(self.path), has(self.configMap), has(self.url), has(self.oci)].filter(x, x).size() == 1",
+        "message": "set exactly one of path, configMap, url, oci"
+    },
+    {
+        "rule": "has(self.path) || has(self.digest)",
+        "message": "digest (sha256:<hex>) is required for configMap, url and oci sources"
+    }
+]))]
 pub struct ModuleSource {
     /// A path on the operator's filesystem (development, and images that ship plugins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Expected `sha256:<hex>` digest of the module; refused if the bytes differ.
+    /// A key of a ConfigMap's `binaryData` in the operator's namespace
+    /// (`kubectl create configmap NAME --from-file=KEY=module.wasm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapModule>,
+    /// An `https://` URL of the module (`http://` is accepted for loopback hosts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(https://|http://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?/)"
+    ))]
+    pub url: Option<String>,
+    /// An OCI artifact whose single layer is the module
+    /// (media type `application/vnd.tgp.provider.wasm.v1` or
+    /// `application/vnd.wasm.content.layer.v1+wasm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciModule>,
+    /// `sha256:<hex>` of the module bytes (for OCI: the module layer's digest). Required for
+    /// every source but `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-fA-F]{64}$"))]
     pub digest: Option<String>,
+    /// Deadline of one fetch, in seconds (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: Option<u64>,
+    /// Largest module accepted, in MiB (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 512))]
+    pub max_size_mib: Option<u64>,
+}
+
+/// A module kept in a ConfigMap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapModule {
+    /// ConfigMap name, in the operator's namespace.
+    pub name: String,
+    /// The `binaryData` key holding the module.
+    pub key: String,
+}
+
+/// A module published as an OCI artifact.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciModule {
+    /// `registry/repository:tag` or `registry/repository@sha256:<manifest digest>`.
+    pub reference: String,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the operator's namespace; anonymous pull
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -115,4 +177,35 @@ pub struct GPUProviderStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The module revision serving calls now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_revision: Option<ModuleRevision>,
+    /// The last good revisions, newest first (the active one included). Setting
+    /// `spec.module.digest` back to one of them rolls back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<ModuleRevision>,
+}
+
+/// One module that loaded and served.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleRevision {
+    /// `sha256:<hex>` of the module.
+    pub digest: String,
+    /// The plugin's name, from its `info()`.
+    #[serde(default)]
+    pub plugin_name: String,
+    /// The plugin's version, from its `info()`.
+    pub version: String,
+    /// RFC 3339 time the revision became active.
+    pub loaded_at: String,
+    /// Where the module came from (`path ...`, `configMap ns/name key k`, a URL,
+    /// `oci://reference`).
+    pub source: String,
+    /// Whether the compiled code came from the compile cache (no compilation).
+    #[serde(default)]
+    pub from_cache: bool,
+    /// Time from the start of the load (fetch included) to the swap, in milliseconds.
+    #[serde(default)]
+    pub load_millis: u64,
 }

@@ -1,41 +1,66 @@
 //! The GPUProvider controller: turns each GPUProvider resource into a loaded plugin in the
-//! registry, and reports what happened in its status.
+//! registry, swaps it when the resource names another module, and reports what happened in its
+//! status.
+//!
+//! The load pipeline runs here, off the request path: resolve `spec.module`
+//! ([`ModuleRequest::from_spec`]), get the bytes (from a kept revision when its digest is
+//! wanted again, else fetched under a deadline and a size cap), verify the digest, then hand
+//! them to the plugin host, which checks the contract version and the hosts the plugin
+//! declares against the grants, compiles (through the compile cache) and validates with
+//! `info()`. Only then is the new plugin swapped in ([`ProviderRegistry::activate`]); calls
+//! already running finish on the old one.
 //!
 //! Credentials are read from the referenced Secret and handed to the host as named secrets; the
 //! plugin only ever sees placeholders. A provider that fails to load keeps its previous plugin
 //! (if any) serving, with condition Loaded=False and a reason a person can act on.
+//!
+//! [`ProviderRegistry::activate`]: super::registry::ProviderRegistry::activate
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use sha2::{Digest, Sha256};
 
 use crate::crd::conditions;
-use crate::crd::gpuprovider::{GPUProvider, GPUProviderStatus};
+use crate::crd::gpuprovider::{GPUProvider, GPUProviderStatus, ModuleRevision, ModuleSource};
+use crate::modules::{FetchError, FetchLimits, Fetcher, ModuleRequest};
 use crate::money::Usd;
-use crate::plugins::{Balance, Grants, Limits, Operation, SecretValue};
+use crate::plugins::{Balance, Grants, Limits, LoadError, Operation, SecretValue};
 
 use super::ReconcileError;
 use super::clock;
 use super::context::Ctx;
+use super::registry::{ProviderRegistry, REVISIONS_KEPT, Revision};
 
-/// What was loaded for a provider, to skip reloading when nothing changed.
+/// What the active revision was loaded from and with, to skip reloading when nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LoadedKey {
-    generation: Option<i64>,
     digest: String,
+    source: String,
+    grants: u64,
     secret_version: Option<String>,
 }
 
-/// Remembers what each provider was loaded from.
+/// Remembers what each provider was loaded from, and holds the module fetcher.
 #[derive(Default)]
 pub struct LoaderState {
     loaded: Mutex<HashMap<String, LoadedKey>>,
+    fetcher: OnceLock<Result<Fetcher, FetchError>>,
+}
+
+impl LoaderState {
+    fn fetcher(&self) -> Result<&Fetcher, LoadFailure> {
+        self.fetcher
+            .get_or_init(|| Fetcher::new(Duration::from_secs(5)))
+            .as_ref()
+            .map_err(|e| fail(e.reason(), e.to_string()))
+    }
 }
 
 /// Why a provider could not be loaded, with the reason word for its condition.
@@ -49,6 +74,18 @@ fn fail(reason: &'static str, message: impl Into<String>) -> LoadFailure {
     LoadFailure {
         reason,
         message: message.into(),
+    }
+}
+
+impl From<FetchError> for LoadFailure {
+    fn from(e: FetchError) -> Self {
+        fail(e.reason(), e.to_string())
+    }
+}
+
+impl From<LoadError> for LoadFailure {
+    fn from(e: LoadError) -> Self {
+        fail(e.reason(), e.to_string())
     }
 }
 
@@ -114,35 +151,38 @@ async fn read_secrets(
     Ok((out, secret.metadata.resource_version.clone()))
 }
 
-fn read_module(gp: &GPUProvider) -> Result<(Vec<u8>, String), LoadFailure> {
-    let Some(path) = gp.spec.module.path.as_deref() else {
-        return Err(fail(
-            "NoModuleSource",
-            "spec.module: set path to the plugin's .wasm file",
-        ));
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        fail(
-            "ModuleUnreadable",
-            format!("spec.module.path: cannot read {path}: {e}"),
-        )
-    })?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    if let Some(expected) = gp.spec.module.digest.as_deref() {
-        let expected_hex = expected.strip_prefix("sha256:").unwrap_or(expected);
-        if !expected_hex.eq_ignore_ascii_case(&digest) {
-            return Err(fail(
-                "DigestMismatch",
-                format!(
-                    "spec.module.digest: expected sha256:{expected_hex}, the module is sha256:{digest}; refusing it"
-                ),
-            ));
-        }
+/// The fetch bounds `spec.module` asks for (defaults: 32 MiB, 30 s).
+fn fetch_limits(m: &ModuleSource) -> FetchLimits {
+    let defaults = FetchLimits::default();
+    let timeout = m
+        .timeout_seconds
+        .map(|s| Duration::from_secs(s.clamp(1, 600)))
+        .unwrap_or(defaults.timeout);
+    FetchLimits {
+        max_bytes: m
+            .max_size_mib
+            .map(|mib| mib.clamp(1, 512) * 1024 * 1024)
+            .unwrap_or(defaults.max_bytes),
+        timeout,
+        connect_timeout: defaults.connect_timeout.min(timeout),
     }
-    Ok((bytes, digest))
 }
 
-fn limits(gp: &GPUProvider) -> Limits {
+/// A fingerprint of everything granted to the plugin but its secret values (whose Secret's
+/// resourceVersion is compared instead).
+fn grants_fingerprint(gp: &GPUProvider) -> u64 {
+    let granted = serde_json::json!({
+        "allowedHosts": gp.spec.allowed_hosts,
+        "config": gp.spec.config,
+        "limits": gp.spec.limits,
+        "credentials": gp.spec.credentials,
+    });
+    let mut hasher = DefaultHasher::new();
+    granted.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+fn limits_of(gp: &GPUProvider) -> Limits {
     let mut l = Limits::default();
     if let Some(s) = gp.spec.limits.timeout_seconds {
         l.call_timeout = Duration::from_secs(s.max(1));
@@ -162,7 +202,19 @@ async fn write_status(
     status: &GPUProviderStatus,
 ) -> Result<(), ReconcileError> {
     let api: Api<GPUProvider> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({ "status": status });
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    // A merge patch leaves absent keys alone: clear what no longer applies explicitly.
+    if let Some(fields) = body.as_object_mut() {
+        for (key, absent) in [
+            ("activeRevision", status.active_revision.is_none()),
+            ("lastError", status.last_error.is_none()),
+        ] {
+            if absent {
+                fields.insert(key.to_string(), serde_json::Value::Null);
+            }
+        }
+    }
+    let patch = serde_json::json!({ "status": body });
     api.patch_status(
         &gp.name_any(),
         &PatchParams::default(),
@@ -170,6 +222,133 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+/// Loads the module `gp` names unless the active revision already is that module with the
+/// same grants. Returns whether a new revision was swapped in.
+async fn load(
+    gp: &GPUProvider,
+    ctx: &Ctx,
+    state: &LoaderState,
+    name: &str,
+    now: &str,
+) -> Result<bool, LoadFailure> {
+    let started = Instant::now();
+    let request = ModuleRequest::from_spec(&gp.spec.module, &ctx.namespace)?;
+    let limits = fetch_limits(&gp.spec.module);
+    let fetcher = state.fetcher()?;
+    // A path without a digest is read on every pass, to notice a changed file.
+    let mut fetched = None;
+    let digest = match &request.digest {
+        Some(d) => d.clone(),
+        None => {
+            let f = fetcher.fetch(&request, &limits, Some(&ctx.client)).await?;
+            let d = f.digest.clone();
+            fetched = Some(f.bytes);
+            d
+        }
+    };
+    let (secrets, secret_version) = read_secrets(ctx, gp).await?;
+    let key = LoadedKey {
+        digest: digest.to_string(),
+        source: request.location.describe(),
+        grants: grants_fingerprint(gp),
+        secret_version,
+    };
+    let unchanged = state
+        .loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        == Some(&key);
+    if unchanged && ctx.registry.get(name).is_some() {
+        ctx.registry.set_priority(name, gp.spec.priority);
+        return Ok(false);
+    }
+    let bytes = match fetched {
+        Some(bytes) => bytes,
+        None => match ctx.registry.kept_module(name, &key.digest) {
+            // A rollback (or a grants change): the verified bytes of a kept revision.
+            Some(kept) if digest.matches(&kept) => {
+                tracing::info!(provider = %name, digest = %key.digest, "module taken from a kept revision");
+                kept.to_vec()
+            }
+            _ => {
+                fetcher
+                    .fetch(&request, &limits, Some(&ctx.client))
+                    .await?
+                    .bytes
+            }
+        },
+    };
+    let module: Arc<[u8]> = Arc::from(bytes.as_slice());
+    let grants = Grants {
+        provider_name: name.to_string(),
+        allowed_hosts: gp.spec.allowed_hosts.clone(),
+        secrets,
+        config: gp.spec.config.clone(),
+        limits: limits_of(gp),
+    };
+    let plugin = ctx.host.load(bytes, grants).await?;
+    let revision = Revision {
+        digest: key.digest.clone(),
+        plugin_name: plugin.info().name.clone(),
+        version: plugin.info().version.clone(),
+        contract_version: plugin.contract_version().to_string(),
+        source: key.source.clone(),
+        loaded_at: now.to_string(),
+        from_cache: plugin.loaded_from_cache(),
+        load_time: started.elapsed(),
+        module: Some(module),
+    };
+    tracing::info!(
+        provider = %name,
+        plugin = %revision.plugin_name,
+        version = %revision.version,
+        digest = %revision.digest,
+        source = %revision.source,
+        from_cache = revision.from_cache,
+        load_ms = revision.load_time.as_millis() as u64,
+        "provider revision active"
+    );
+    ctx.registry
+        .activate(name, gp.spec.priority, plugin, revision);
+    state
+        .loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string(), key);
+    Ok(true)
+}
+
+fn status_revision(r: &Revision) -> ModuleRevision {
+    ModuleRevision {
+        digest: r.digest.clone(),
+        plugin_name: r.plugin_name.clone(),
+        version: r.version.clone(),
+        loaded_at: r.loaded_at.clone(),
+        source: r.source.clone(),
+        from_cache: r.from_cache,
+        load_millis: r.load_time.as_millis() as u64,
+    }
+}
+
+/// The active revision and the history as this process knows them, followed by older entries
+/// of the stored history (kept across operator restarts), at most [`REVISIONS_KEPT`].
+fn record_revisions(status: &mut GPUProviderStatus, registry: &ProviderRegistry, name: &str) {
+    status.active_revision = registry.active_revision(name).map(|r| status_revision(&r));
+    let mut merged: Vec<ModuleRevision> = registry
+        .revisions(name)
+        .iter()
+        .map(status_revision)
+        .collect();
+    for old in &status.revisions {
+        if !merged.iter().any(|r| r.digest == old.digest) {
+            merged.push(old.clone());
+        }
+    }
+    merged.truncate(REVISIONS_KEPT);
+    status.revisions = merged;
 }
 
 /// Reconciles one GPUProvider.
@@ -190,6 +369,7 @@ pub async fn reconcile(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&name);
+        status.active_revision = None;
         conditions::set(
             &mut status.conditions,
             "Loaded",
@@ -204,51 +384,17 @@ pub async fn reconcile(
         }
         return Ok(Action::await_change());
     }
-    let loaded = async {
-        let (bytes, digest) = read_module(&gp)?;
-        let (secrets, secret_version) = read_secrets(&ctx, &gp).await?;
-        let key = LoadedKey {
-            generation,
-            digest: digest.clone(),
-            secret_version,
-        };
-        let unchanged = state
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&name)
-            == Some(&key);
-        if unchanged && ctx.registry.get(&name).is_some() {
-            return Ok(false);
-        }
-        let grants = Grants {
-            provider_name: name.clone(),
-            allowed_hosts: gp.spec.allowed_hosts.clone(),
-            secrets,
-            config: gp.spec.config.clone(),
-            limits: limits(&gp),
-        };
-        let plugin = ctx
-            .host
-            .load(bytes, grants)
-            .await
-            .map_err(|e| fail("LoadFailed", e.to_string()))?;
-        ctx.registry.upsert(&name, gp.spec.priority, plugin);
-        state
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), key);
-        Ok::<bool, LoadFailure>(true)
-    }
-    .await;
+    let loaded = load(&gp, &ctx, &state, &name, &now).await;
+    record_revisions(&mut status, &ctx.registry, &name);
     match loaded {
-        Ok(fresh) => {
-            if let Some(slot) = ctx.registry.get(&name) {
+        Ok(_) => {
+            if let (Some(slot), Some(active)) =
+                (ctx.registry.get(&name), ctx.registry.active_revision(&name))
+            {
                 let info = slot.plugin.info();
                 status.plugin_name = Some(info.name.clone());
                 status.version = Some(info.version.clone());
-                status.digest = Some(format!("sha256:{}", slot.plugin.digest()));
+                status.digest = Some(active.digest.clone());
                 status.contract_version = Some(slot.plugin.contract_version().to_string());
                 let mut caps = Vec::new();
                 if info.capabilities.spot {
@@ -264,9 +410,7 @@ pub async fn reconcile(
                         .map(|d| d.name().to_string()),
                 );
                 status.capabilities = caps;
-                if fresh {
-                    status.loaded_at = Some(now.clone());
-                }
+                status.loaded_at = Some(active.loaded_at.clone());
                 status.last_error = None;
                 conditions::set(
                     &mut status.conditions,
@@ -274,10 +418,18 @@ pub async fn reconcile(
                     true,
                     "Loaded",
                     format!(
-                        "{} {} (contract {})",
+                        "{} {} ({}) from {} (contract {}); {} in {} ms",
                         info.name,
                         info.version,
-                        slot.plugin.contract_version()
+                        active.digest,
+                        active.source,
+                        slot.plugin.contract_version(),
+                        if active.from_cache {
+                            "loaded from the compile cache"
+                        } else {
+                            "compiled"
+                        },
+                        active.load_time.as_millis()
                     ),
                     &now,
                     generation,
@@ -315,11 +467,12 @@ pub async fn reconcile(
         }
         Err(f) => {
             tracing::warn!(provider = %name, reason = f.reason, "{}", f.message);
-            let serving = ctx.registry.get(&name).is_some();
-            let message = if serving {
-                format!("{}; the previously loaded plugin keeps serving", f.message)
-            } else {
-                f.message.clone()
+            let message = match ctx.registry.active_revision(&name) {
+                Some(active) => format!(
+                    "{}; revision {} ({} {}) keeps serving",
+                    f.message, active.digest, active.plugin_name, active.version
+                ),
+                None => f.message.clone(),
             };
             conditions::set(
                 &mut status.conditions,

@@ -1,11 +1,20 @@
-//! The providers the operator can use right now, and the gate every call to them goes through.
+//! The providers the operator can use right now, their module revisions, and the gate every
+//! call to them goes through.
 //!
 //! The GPUProvider controller fills the registry with loaded plugins; the request lifecycle and
 //! garbage collection take providers from it. The gate enforces what a provider asked for:
 //! no call before a Retry-After has passed, the per-operation rate limits a plugin declares in
 //! `info()`, and it marks a provider unhealthy on an authentication error.
+//!
+//! Hot swap: a new module is loaded off to the side and then [`ProviderRegistry::activate`]d,
+//! which replaces the provider's slot under the write lock in one step. A caller holds a clone
+//! of the slot (an `Arc` of the plugin) for the length of its call, so calls already running
+//! finish on the old revision and every call that starts after the swap gets the new one; the
+//! old plugin is freed when its last call returns. The last [`REVISIONS_KEPT`] good revisions
+//! are remembered with their verified module bytes (within [`MODULE_BYTES_KEPT`]), so a
+//! rollback needs no fetch and, the compiled code being in the compile cache, no compilation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -184,10 +193,59 @@ impl ProviderSlot {
     }
 }
 
+/// Good revisions remembered per provider (the active one included).
+pub const REVISIONS_KEPT: usize = 5;
+/// Module bytes kept per provider for rollbacks, newest revisions first; older revisions keep
+/// their metadata only (a rollback to them fetches the module again).
+pub const MODULE_BYTES_KEPT: usize = 64 * 1024 * 1024;
+
+/// One module revision that loaded and served.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    /// `sha256:<hex>` of the module.
+    pub digest: String,
+    pub plugin_name: String,
+    pub version: String,
+    pub contract_version: String,
+    /// Where the module came from (see [`crate::modules::ModuleLocation::describe`]).
+    pub source: String,
+    /// RFC 3339 time it became active.
+    pub loaded_at: String,
+    /// Whether the compiled code came from the compile cache.
+    pub from_cache: bool,
+    /// From the start of the load (fetch included) to the swap.
+    pub load_time: Duration,
+    /// The verified module bytes, while within [`MODULE_BYTES_KEPT`].
+    pub module: Option<Arc<[u8]>>,
+}
+
+impl Revision {
+    /// The revision of a plugin loaded without a module source (bytes not kept).
+    pub fn of_plugin(plugin: &Plugin, source: &str, loaded_at: &str) -> Self {
+        Revision {
+            digest: format!("sha256:{}", plugin.digest()),
+            plugin_name: plugin.info().name.clone(),
+            version: plugin.info().version.clone(),
+            contract_version: plugin.contract_version().to_string(),
+            source: source.to_string(),
+            loaded_at: loaded_at.to_string(),
+            from_cache: plugin.loaded_from_cache(),
+            load_time: plugin.compile_time(),
+            module: None,
+        }
+    }
+}
+
+struct Entry {
+    slot: ProviderSlot,
+    /// Newest first; `history[0]` is the active revision.
+    history: VecDeque<Revision>,
+}
+
 /// Every usable provider by name.
 #[derive(Default)]
 pub struct ProviderRegistry {
-    slots: RwLock<BTreeMap<String, ProviderSlot>>,
+    slots: RwLock<BTreeMap<String, Entry>>,
 }
 
 impl ProviderRegistry {
@@ -195,25 +253,83 @@ impl ProviderRegistry {
         Arc::new(Self::default())
     }
 
-    /// Adds or replaces a provider. A replaced plugin keeps its gate (Retry-After survives a
-    /// reload) unless its declared rate limits changed.
+    /// Adds or replaces a provider, recording a revision without module bytes. See
+    /// [`ProviderRegistry::activate`].
     pub fn upsert(&self, name: &str, priority: i32, plugin: Plugin) {
+        let revision = Revision::of_plugin(&plugin, "", "");
+        self.activate(name, priority, plugin, revision);
+    }
+
+    /// Makes `plugin` (described by `revision`) the provider's active revision, in one step:
+    /// calls that already hold the old slot finish on it, later calls get this one. The gate
+    /// is kept (a Retry-After survives a swap) unless the declared rate limits changed. The
+    /// revision goes to the front of the history (an earlier entry of the same digest is
+    /// replaced), which is trimmed to [`REVISIONS_KEPT`] entries and [`MODULE_BYTES_KEPT`]
+    /// bytes of modules.
+    pub fn activate(&self, name: &str, priority: i32, plugin: Plugin, revision: Revision) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let gate = match slots.get(name) {
-            Some(old) if old.plugin.info().rate_limits == plugin.info().rate_limits => {
-                old.gate.clone()
+        let mut replaced = None;
+        let (gate, mut history) = match slots.remove(name) {
+            Some(old) => {
+                let gate = if old.slot.plugin.info().rate_limits == plugin.info().rate_limits {
+                    old.slot.gate.clone()
+                } else {
+                    Arc::new(CallGate::new(&plugin.info().rate_limits))
+                };
+                replaced = Some(old.slot);
+                (gate, old.history)
             }
-            _ => Arc::new(CallGate::new(&plugin.info().rate_limits)),
+            None => (
+                Arc::new(CallGate::new(&plugin.info().rate_limits)),
+                VecDeque::new(),
+            ),
         };
+        // Keep the bytes of the revision being replaced if the new one brings none.
+        let kept = history
+            .iter()
+            .position(|r| r.digest == revision.digest)
+            .and_then(|i| history.remove(i))
+            .and_then(|r| r.module);
+        let mut revision = revision;
+        if revision.module.is_none() {
+            revision.module = kept;
+        }
+        history.push_front(revision);
+        history.truncate(REVISIONS_KEPT);
+        let mut bytes = 0usize;
+        for r in history.iter_mut() {
+            if let Some(m) = &r.module {
+                if bytes + m.len() > MODULE_BYTES_KEPT {
+                    r.module = None;
+                } else {
+                    bytes += m.len();
+                }
+            }
+        }
         slots.insert(
             name.to_string(),
-            ProviderSlot {
-                name: name.to_string(),
-                priority,
-                plugin,
-                gate,
+            Entry {
+                slot: ProviderSlot {
+                    name: name.to_string(),
+                    priority,
+                    plugin,
+                    gate,
+                },
+                history,
             },
         );
+        drop(slots);
+        // The old plugin is freed here if no call holds it (dropping its idle instances
+        // unmaps memory: never under the lock); otherwise when its last call returns.
+        drop(replaced);
+    }
+
+    /// Changes a provider's priority without touching its plugin.
+    pub fn set_priority(&self, name: &str, priority: i32) {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = slots.get_mut(name) {
+            entry.slot.priority = priority;
+        }
     }
 
     pub fn remove(&self, name: &str) {
@@ -228,7 +344,7 @@ impl ProviderRegistry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .cloned()
+            .map(|e| e.slot.clone())
     }
 
     /// Every provider, by name.
@@ -237,14 +353,128 @@ impl ProviderRegistry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
+            .map(|e| e.slot.clone())
             .collect()
+    }
+
+    /// The revision serving `name` now.
+    pub fn active_revision(&self, name: &str) -> Option<Revision> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|e| e.history.front().cloned())
+    }
+
+    /// The good revisions of `name`, newest first (the active one first).
+    pub fn revisions(&self, name: &str) -> Vec<Revision> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|e| e.history.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The module bytes of a kept revision of `name` with `digest` (`sha256:<hex>`), if still
+    /// held. The caller verifies them again before use.
+    pub fn kept_module(&self, name: &str, digest: &str) -> Option<Arc<[u8]>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)?
+            .history
+            .iter()
+            .find(|r| r.digest == digest)?
+            .module
+            .clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn mock_plugin() -> Plugin {
+        let host = crate::plugins::PluginHost::new(Default::default()).expect("host");
+        host.load(
+            crate::embedded::MOCK_PLUGIN.to_vec(),
+            crate::embedded::mock_grants("p", "http://127.0.0.1:9", "key"),
+        )
+        .await
+        .expect("the mock plugin loads")
+    }
+
+    fn rev(digest: &str, module_bytes: Option<usize>) -> Revision {
+        Revision {
+            digest: digest.to_string(),
+            plugin_name: "mock".into(),
+            version: digest.to_string(),
+            contract_version: String::new(),
+            source: "test".into(),
+            loaded_at: String::new(),
+            from_cache: false,
+            load_time: Duration::ZERO,
+            module: module_bytes.map(|n| Arc::from(vec![0u8; n].as_slice())),
+        }
+    }
+
+    fn digests(reg: &ProviderRegistry) -> Vec<String> {
+        reg.revisions("p").into_iter().map(|r| r.digest).collect()
+    }
+
+    #[tokio::test]
+    async fn a_swap_replaces_the_slot_and_keeps_handles_gate_and_history() {
+        let plugin = mock_plugin().await;
+        let reg = ProviderRegistry::default();
+        reg.activate("p", 0, plugin.clone(), rev("sha256:a", Some(10)));
+        // A call in flight holds the slot it started with.
+        let held = reg.get("p").unwrap();
+        held.gate
+            .observe::<()>(&Err(CallError::Provider(ProviderError::RateLimited(Some(
+                60_000,
+            )))));
+        reg.activate("p", 1, plugin.clone(), rev("sha256:b", Some(10)));
+        let now = reg.get("p").unwrap();
+        assert_eq!(now.priority, 1);
+        assert!(
+            now.gate.blocked_for().is_some(),
+            "a Retry-After survives the swap"
+        );
+        assert!(
+            held.plugin.call_info().await.is_ok(),
+            "the old handle still answers"
+        );
+        assert_eq!(digests(&reg), ["sha256:b", "sha256:a"]);
+        assert_eq!(reg.active_revision("p").unwrap().digest, "sha256:b");
+
+        // Back to a: moved to the front, its kept bytes carried over.
+        reg.activate("p", 1, plugin.clone(), rev("sha256:a", None));
+        assert_eq!(digests(&reg), ["sha256:a", "sha256:b"]);
+        assert_eq!(reg.kept_module("p", "sha256:a").map(|m| m.len()), Some(10));
+        assert!(reg.kept_module("p", "sha256:zz").is_none());
+
+        // At most REVISIONS_KEPT revisions.
+        for i in 0..10 {
+            reg.activate("p", 1, plugin.clone(), rev(&format!("sha256:{i}"), Some(1)));
+        }
+        let kept = digests(&reg);
+        assert_eq!(kept.len(), REVISIONS_KEPT);
+        assert_eq!(kept[0], "sha256:9");
+
+        // Module bytes within MODULE_BYTES_KEPT, newest first; older entries keep metadata.
+        let big = MODULE_BYTES_KEPT / 2 + 1;
+        reg.activate("p", 1, plugin.clone(), rev("sha256:big1", Some(big)));
+        reg.activate("p", 1, plugin.clone(), rev("sha256:big2", Some(big)));
+        assert!(reg.kept_module("p", "sha256:big2").is_some());
+        assert!(reg.kept_module("p", "sha256:big1").is_none());
+        assert!(digests(&reg).contains(&"sha256:big1".to_string()));
+
+        reg.set_priority("p", 7);
+        assert_eq!(reg.get("p").unwrap().priority, 7);
+        reg.remove("p");
+        assert!(reg.get("p").is_none() && reg.revisions("p").is_empty());
+    }
 
     #[test]
     fn declared_rate_limit_is_enforced_per_operation() {

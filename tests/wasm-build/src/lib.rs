@@ -173,3 +173,60 @@ pub fn build_with(packages: &[&str], examples: &[(&str, &str)]) -> PathBuf {
     }
     dir
 }
+
+/// Builds `package` once more as a variant: with `envs` set for the compiler (read by the crate
+/// with `option_env!`, e.g. a version string), in its own target directory
+/// (`target/wasm-variants/<variant>`) so that it never overwrites or invalidates the ordinary
+/// build. Returns the path of the variant's component. Call from a build script.
+pub fn build_variant(package: &str, variant: &str, envs: &[(&str, &str)]) -> PathBuf {
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
+    let root = workspace_root(&manifest_dir);
+    for dir in ["wit", "sdk", "providers"] {
+        let path = root.join(dir);
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    ensure_target();
+    let target_dir = root.join("target").join("wasm-variants").join(variant);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "-p",
+            package,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in SCRUBBED {
+        cmd.env_remove(var);
+    }
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    let output = cmd
+        .output()
+        .expect("failed to run cargo for the wasm variant build");
+    if !output.status.success() {
+        panic!(
+            "building the wasm variant {variant} of {package} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let file = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(component_file(package));
+    assert!(
+        file.exists(),
+        "cargo reported success but {} is missing",
+        file.display()
+    );
+    file
+}

@@ -1,0 +1,562 @@
+//! Hot-swappable providers end to end: the development API server, simulated clouds, module
+//! sources on loopback (a file server and an OCI registry from the simulator), and the real
+//! GPUProvider controller. A provider's module is replaced by editing its GPUProvider; the tests
+//! check that calls keep being served through the swap, that refused modules leave the old
+//! revision serving with a reason of their own, that a rollback is one field and needs neither a
+//! fetch nor a compilation, and that a restarted operator loads every provider from the compile
+//! cache. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
+
+#[path = "hotswap/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
+use tgp::devenv::{CloudSpec, NAMESPACE};
+use tgp::plugins::LoadError;
+use tgp_cloudsim::files::{FileServer, Serve};
+use tgp_cloudsim::oci::{OciRegistry, OciRegistryConfig, TGP_MODULE_MEDIA_TYPE};
+
+use support::*;
+
+/// The old revision still answers calls, and status still names it as active.
+async fn old_revision_serves(h: &Harness, name: &str, digest: &str, version: &str) {
+    let gp = h.provider(name).await;
+    let active = gp
+        .status
+        .as_ref()
+        .and_then(|s| s.active_revision.clone())
+        .unwrap_or_else(|| panic!("an active revision: {}", dump(&gp)));
+    assert_eq!(active.digest, digest, "{}", dump(&gp));
+    assert_eq!(h.quote(name).await, Ok(version.to_string()));
+    let message = &loaded(&gp).expect("Loaded condition").message;
+    assert!(
+        message.contains(digest) && message.contains("keeps serving"),
+        "the message says what keeps serving: {message}"
+    );
+}
+
+/// 50 calls a second while the module is replaced by a new version: no call fails, calls that
+/// were running finish on the old revision, every call after the swap goes to the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_under_load_loses_no_call() {
+    // Quotes take 200 ms, so about ten calls are always in flight.
+    let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::from_millis(200)))]).await;
+    let files = FileServer::start().await.unwrap();
+    let v2 = mock_v2();
+    files.put("/mock-v2.wasm", v2.clone());
+    assert_eq!(h.quote("a").await, Ok(V1.to_string()));
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let calls = tokio::spawn(load(h.registry.clone(), "a", 50, stopped));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let changed = Instant::now();
+    let generation = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "digest": digest(&v2)}),
+        )
+        .await;
+    let registry = h.registry.clone();
+    eventually(T, "the new version to be active", || {
+        registry
+            .get("a")
+            .is_some_and(|s| s.plugin.info().version == V2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let calls = calls.await.unwrap();
+
+    let failed: Vec<_> = calls.iter().filter(|c| c.result.is_err()).collect();
+    assert!(failed.is_empty(), "failed calls: {failed:#?}");
+    assert!(calls.len() >= 50, "the load ran: {} calls", calls.len());
+    let first_v2 = calls
+        .iter()
+        .filter(|c| c.version == V2)
+        .map(|c| c.started)
+        .min()
+        .expect("calls answered by the new version");
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.started > first_v2)
+            .all(|c| c.version == V2),
+        "every call started after the swap goes to the new version"
+    );
+    let finished_on_old = calls
+        .iter()
+        .filter(|c| c.version == V1 && c.finished > first_v2)
+        .count();
+    assert!(
+        finished_on_old > 0,
+        "calls running during the swap finished on the old revision"
+    );
+    let answered = calls
+        .iter()
+        .filter(|c| c.version == V2)
+        .map(|c| c.finished)
+        .min()
+        .unwrap();
+    println!(
+        "{} calls, 0 failed; {finished_on_old} finished on the old revision after the swap; \
+         new version answering {:?} after the change",
+        calls.len(),
+        answered - changed
+    );
+
+    let gp = h.wait_ready("a", generation).await;
+    let st = gp.status.clone().unwrap();
+    let active = st.active_revision.clone().expect("active revision");
+    assert_eq!(active.version, V2, "{}", dump(&gp));
+    assert_eq!(active.digest, digest(&v2));
+    assert_eq!(active.source, files.url("/mock-v2.wasm"));
+    assert!(!active.loaded_at.is_empty());
+    assert_eq!(st.version.as_deref(), Some(V2));
+    assert_eq!(st.digest.as_deref(), Some(digest(&v2).as_str()));
+    let history: Vec<&str> = st.revisions.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(history, [V2, V1], "{}", dump(&gp));
+    assert_eq!(files.requests_for("/mock-v2.wasm"), 1, "fetched once");
+    h.shutdown().await;
+}
+
+/// Wrong digest, truncated transfer, truncated module, another contract version, an
+/// un-granted host, too large, too slow, bad specs: each refused with its own reason while the
+/// old revision keeps serving; then a good module still swaps in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_modules_leave_the_old_revision_serving() {
+    let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let files = FileServer::start().await.unwrap();
+    let v2 = mock_v2();
+    files.put("/mock-v2.wasm", v2.clone());
+
+    // The bytes do not match the pinned digest.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "digest": digest(b"another module")}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "DigestMismatch").await;
+    let message = &loaded(&gp).unwrap().message;
+    assert!(
+        message.contains(&digest(&v2)) && message.contains(&digest(b"another module")),
+        "both digests named: {message}"
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // The transfer breaks off half-way.
+    files.put("/cut.wasm", v2.clone());
+    files.set_serve(
+        "/cut.wasm",
+        Serve::Truncated {
+            after: v2.len() / 2,
+        },
+    );
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/cut.wasm"), "digest": digest(&v2)}),
+        )
+        .await;
+    h.wait_refused("a", g, "TruncatedModule").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // A truncated module published under its own digest: the digest holds, the module does not.
+    let half = v2[..v2.len() / 2].to_vec();
+    files.put("/half.wasm", half.clone());
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/half.wasm"), "digest": digest(&half)}),
+        )
+        .await;
+    h.wait_refused("a", g, "InvalidModule").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // A module built for another contract version.
+    let future = test_plugin("tgp_test_plugin_future_contract.wasm");
+    files.put("/future.wasm", future.clone());
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/future.wasm"), "digest": digest(&future)}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "IncompatibleContract").await;
+    assert!(
+        loaded(&gp).unwrap().message.contains("tgp:provider@"),
+        "{}",
+        dump(&gp)
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // A module declaring a host the resource does not grant (the hostile test plugin declares
+    // what its `declare_hosts` config says).
+    let hostile = test_plugin("tgp_test_plugin_hostile.wasm");
+    files.put("/hostile.wasm", hostile.clone());
+    h.patch_spec(
+        "a",
+        serde_json::json!({"config": {"declare_hosts": "https://not-granted.example.com"}}),
+    )
+    .await;
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/hostile.wasm"), "digest": digest(&hostile)}),
+        )
+        .await;
+    let ungranted = LoadError::UngrantedHost {
+        host: String::new(),
+        granted: vec![],
+    }
+    .reason();
+    let gp = h.wait_refused("a", g, ungranted).await;
+    assert!(
+        loaded(&gp)
+            .unwrap()
+            .message
+            .contains("not-granted.example.com"),
+        "{}",
+        dump(&gp)
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // Larger than the size limit.
+    let big: Vec<u8> = (0..(1536 * 1024u32)).map(|i| (i % 251) as u8).collect();
+    files.put("/big.wasm", big.clone());
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/big.wasm"), "digest": digest(&big), "maxSizeMib": 1}),
+        )
+        .await;
+    h.wait_refused("a", g, "ModuleTooLarge").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // A server that does not answer within the fetch timeout.
+    files.put("/slow.wasm", v2.clone());
+    files.set_serve(
+        "/slow.wasm",
+        Serve::Slow {
+            delay: Duration::from_secs(5),
+        },
+    );
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/slow.wasm"), "digest": digest(&v2), "timeoutSeconds": 1}),
+        )
+        .await;
+    h.wait_refused("a", g, "FetchTimeout").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // Specs the controller refuses before fetching anything, naming the field.
+    let fetched_before = files.calls().len();
+    let g = h
+        .set_module("a", serde_json::json!({"url": files.url("/mock-v2.wasm")}))
+        .await;
+    let gp = h.wait_refused("a", g, "DigestRequired").await;
+    assert!(
+        loaded(&gp).unwrap().message.contains("spec.module.digest"),
+        "{}",
+        dump(&gp)
+    );
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "path": "/x.wasm", "digest": digest(&v2)}),
+        )
+        .await;
+    h.wait_refused("a", g, "InvalidModuleSource").await;
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": "http://plugins.example.com/m.wasm", "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "InvalidModuleSource").await;
+    assert!(
+        loaded(&gp).unwrap().message.contains("spec.module.url"),
+        "{}",
+        dump(&gp)
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+    assert!(
+        files.calls()[fetched_before..]
+            .iter()
+            .all(|c| c.path == "/slow.wasm"),
+        "refused specs fetch nothing (only retries of the slow fetch before them): {:#?}",
+        &files.calls()[fetched_before..]
+    );
+
+    // After all that, a good module still swaps in.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    assert_eq!(gp.status.unwrap().active_revision.unwrap().version, V2);
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    h.shutdown().await;
+}
+
+/// Roll forward and back by changing only `spec.module.digest`, on an OCI tag that moved: the
+/// rollback takes the kept revision, with no request to the registry and no compilation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_one_field_and_comes_from_the_cache() {
+    let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let registry = OciRegistry::start(OciRegistryConfig::default())
+        .await
+        .unwrap();
+    let (v1, v2) = (mock_v1(), mock_v2());
+    let first = registry.push_module("tgp/mock", "stable", &v1, TGP_MODULE_MEDIA_TYPE);
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"oci": {"reference": first.reference}, "digest": digest(&v1)}),
+        )
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let active = gp.status.unwrap().active_revision.unwrap();
+    assert_eq!(
+        (active.version.as_str(), active.source.as_str()),
+        (V1, format!("oci://{}", first.reference).as_str())
+    );
+
+    // A new version is published under the same tag; rolling forward is one field.
+    registry.push_module("tgp/mock", "stable", &v2, TGP_MODULE_MEDIA_TYPE);
+    let g = h
+        .patch_spec("a", serde_json::json!({"module": {"digest": digest(&v2)}}))
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let active = gp.status.clone().unwrap().active_revision.unwrap();
+    assert_eq!(active.version, V2, "{}", dump(&gp));
+    assert!(!active.from_cache, "the new version was compiled");
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    let pulls = registry.calls().len();
+
+    // Rolling back is one field too: the digest of the previous revision.
+    let g = h
+        .patch_spec("a", serde_json::json!({"module": {"digest": digest(&v1)}}))
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let st = gp.status.clone().unwrap();
+    let active = st.active_revision.clone().unwrap();
+    assert_eq!(active.version, V1, "{}", dump(&gp));
+    assert_eq!(active.digest, digest(&v1));
+    assert!(
+        active.from_cache,
+        "restored from the compile cache, no recompilation: {}",
+        dump(&gp)
+    );
+    assert_eq!(
+        registry.calls().len(),
+        pulls,
+        "the rollback made no request to the registry: {:#?}",
+        &registry.calls()[pulls..]
+    );
+    assert_eq!(h.quote("a").await, Ok(V1.to_string()));
+    let history: Vec<&str> = st.revisions.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(history, [V1, V2], "{}", dump(&gp));
+    println!(
+        "rollback: {} ms from the change being seen to the swap (from cache: {})",
+        active.load_millis, active.from_cache
+    );
+    h.shutdown().await;
+}
+
+/// Three providers on three sources (path, ConfigMap, private OCI registry with a pull
+/// secret); after an operator restart every one is loaded from the compile cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_restart_loads_every_provider_from_the_compile_cache() {
+    let mut h = Harness::start(vec![
+        CloudSpec::new("a", cloud(Duration::ZERO)),
+        CloudSpec::new("b", cloud(Duration::ZERO)),
+        CloudSpec::new("c", cloud(Duration::ZERO)),
+    ])
+    .await;
+    let (v1, v2) = (mock_v1(), mock_v2());
+
+    // b: a ConfigMap.
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "mock-v2", "namespace": NAMESPACE},
+        "binaryData": {"module.wasm": base64_encode(&v2)},
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(h.env.client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let gb = h
+        .set_module(
+            "b",
+            serde_json::json!({"configMap": {"name": "mock-v2", "key": "module.wasm"}, "digest": digest(&v2)}),
+        )
+        .await;
+
+    // c: a registry that wants credentials, and a pull secret.
+    let registry = OciRegistry::start(OciRegistryConfig {
+        credentials: Some(("puller".into(), "s3cret".into())),
+    })
+    .await
+    .unwrap();
+    let pushed = registry.push_module("private/mock", "1", &v1, TGP_MODULE_MEDIA_TYPE);
+    let docker_config = serde_json::json!({"auths": {registry.registry(): {"username": "puller", "password": "s3cret"}}});
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "namespace": NAMESPACE},
+        "stringData": {".dockerconfigjson": docker_config.to_string()},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.env.client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let gc = h
+        .set_module(
+            "c",
+            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "regcred"}, "digest": digest(&v1)}),
+        )
+        .await;
+    h.wait_ready("b", gb).await;
+    h.wait_ready("c", gc).await;
+    assert_eq!(h.quote("a").await, Ok(V1.to_string()));
+    assert_eq!(h.quote("b").await, Ok(V2.to_string()));
+    assert_eq!(h.quote("c").await, Ok(V1.to_string()));
+
+    h.restart_operator().await;
+    let registry_after = h.registry.clone();
+    eventually(T, "every provider loaded after the restart", || {
+        ["a", "b", "c"]
+            .iter()
+            .all(|n| registry_after.get(n).is_some())
+    })
+    .await;
+    for (name, version) in [("a", V1), ("b", V2), ("c", V1)] {
+        let r = h.registry.active_revision(name).unwrap();
+        assert_eq!(r.version, version);
+        assert!(
+            r.from_cache,
+            "{name} was loaded from the compile cache after the restart: {r:?}"
+        );
+        println!(
+            "restart: {name} ({}) loaded from the cache in {:?}",
+            r.source, r.load_time
+        );
+        assert_eq!(h.quote(name).await, Ok(version.to_string()));
+    }
+    h.shutdown().await;
+}
+
+/// Sources that cannot be read say which field to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_sources_name_what_to_fix() {
+    let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let old = h.registry.active_revision("a").unwrap().digest;
+    let v2 = mock_v2();
+    let cms = Api::<ConfigMap>::namespaced(h.env.client.clone(), NAMESPACE);
+
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"configMap": {"name": "absent", "key": "module.wasm"}, "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "ConfigMapNotFound").await;
+    assert!(
+        loaded(&gp)
+            .unwrap()
+            .message
+            .contains("spec.module.configMap.name"),
+        "{}",
+        dump(&gp)
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // The module under `data` (text) instead of `binaryData`.
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "as-text", "namespace": NAMESPACE},
+        "data": {"module.wasm": "not binary"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"configMap": {"name": "as-text", "key": "module.wasm"}, "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "ConfigMapKeyMissing").await;
+    assert!(
+        loaded(&gp).unwrap().message.contains("binaryData"),
+        "{}",
+        dump(&gp)
+    );
+
+    // A private registry: no pull secret, then a pull secret that does not exist.
+    let registry = OciRegistry::start(OciRegistryConfig {
+        credentials: Some(("puller".into(), "s3cret".into())),
+    })
+    .await
+    .unwrap();
+    let pushed = registry.push_module("private/mock", "2", &v2, TGP_MODULE_MEDIA_TYPE);
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"oci": {"reference": pushed.reference}, "digest": digest(&v2)}),
+        )
+        .await;
+    h.wait_refused("a", g, "FetchUnauthorized").await;
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "nope"}, "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_refused("a", g, "PullSecretNotFound").await;
+    assert!(
+        loaded(&gp)
+            .unwrap()
+            .message
+            .contains("spec.module.oci.pullSecret"),
+        "{}",
+        dump(&gp)
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    // Disabled: nothing serves, and status says so; the history stays for a later rollback.
+    let g = h
+        .patch_spec("a", serde_json::json!({"enabled": false}))
+        .await;
+    let gp = h.wait_refused("a", g, "Disabled").await;
+    let st = gp.status.clone().unwrap();
+    assert!(st.active_revision.is_none(), "{}", dump(&gp));
+    assert_eq!(st.revisions.len(), 1, "{}", dump(&gp));
+    assert!(h.registry.get("a").is_none());
+    h.shutdown().await;
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
