@@ -1,8 +1,10 @@
 //! `tgp demo`: the whole product on a fresh clone, with no cluster and no cloud account.
 //!
-//! Starts the development API server and two simulated clouds in-process, runs the real
-//! operator against them, applies `examples/gpurequest.yaml`, prints the request moving through
-//! its phases to Ready, deletes it, and shows that no instance is left running.
+//! Starts the development API server, two simulated clouds, a simulated Tailscale and simulated
+//! Talos machines in-process, runs the real operator against them, applies
+//! `examples/gpurequest-talos.yaml`, prints the request moving through its phases until its node
+//! joined and its GPUs are allocatable, deletes it, and shows that no instance, Node or tailnet
+//! device is left.
 
 use std::time::{Duration, Instant};
 
@@ -13,11 +15,11 @@ use crate::crd::gpurequest::Phase;
 use crate::devenv::{self, CloudSpec, DevEnv};
 
 /// The example applied when no file is given.
-pub const EXAMPLE: &str = include_str!("../../../examples/gpurequest.yaml");
+pub const EXAMPLE: &str = include_str!("../../../examples/gpurequest-talos.yaml");
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The GPURequest to apply (YAML); defaults to examples/gpurequest.yaml (built in).
+    /// The GPURequest to apply (YAML); defaults to examples/gpurequest-talos.yaml (built in).
     #[arg(long)]
     pub request: Option<std::path::PathBuf>,
     /// Give up if the request is not Ready within this many seconds.
@@ -62,10 +64,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let stamp = move || format!("[{:>6.2}s]", started.elapsed().as_secs_f64());
     println!(
-        "{} starting the development API server, two simulated clouds and the operator",
+        "{} starting the development API server, two simulated clouds, a simulated tailnet and the operator",
         stamp()
     );
     let mut env = DevEnv::start(clouds(), devenv::fast_settings()).await?;
+    env.enable_talos(devenv::JoinTiming::default()).await?;
+    println!(
+        "{}   Talos secrets in Secret {}/{}, Tailscale API at {}",
+        stamp(),
+        devenv::NAMESPACE,
+        env.settings.bootstrap.talos_secret,
+        env.talos().tailscale.base_url()
+    );
     for (name, cloud) in &env.clouds {
         println!("{}   cloud {name} at {}", stamp(), cloud.base_url());
     }
@@ -102,12 +112,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
                         "instance {} launched; waiting for the provider to report it running",
                         st.instance_id.clone().unwrap_or_default()
                     ),
-                    Phase::Ready => format!(
-                        "instance {} verified running on {} ({})",
+                    Phase::Joining => format!(
+                        "instance {} running; waiting for node {} to join over Tailscale",
                         st.instance_id.clone().unwrap_or_default(),
-                        st.provider.clone().unwrap_or_default(),
-                        st.public_ip.clone().unwrap_or_default()
+                        st.bootstrap
+                            .as_ref()
+                            .and_then(|b| b.hostname.clone())
+                            .unwrap_or_default()
                     ),
+                    Phase::Ready => match &st.node_name {
+                        Some(node) => format!(
+                            "node {node} registered, GPUs allocatable (instance {} on {}, tailnet {})",
+                            st.instance_id.clone().unwrap_or_default(),
+                            st.provider.clone().unwrap_or_default(),
+                            st.bootstrap
+                                .as_ref()
+                                .and_then(|b| b.tailnet_ip.clone())
+                                .unwrap_or_default()
+                        ),
+                        None => format!(
+                            "instance {} verified running on {} ({})",
+                            st.instance_id.clone().unwrap_or_default(),
+                            st.provider.clone().unwrap_or_default(),
+                            st.public_ip.clone().unwrap_or_default()
+                        ),
+                    },
                     Phase::Failed => st
                         .conditions
                         .iter()
@@ -169,10 +198,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = env.live_instances();
+    let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(env.client.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .len();
+    let devices = env.talos().tailscale.live_devices().len();
     println!(
-        "{} request gone; live instances left in the simulated clouds: {left}",
+        "{} request gone; left behind: {left} live instance(s), {nodes} Node(s), {devices} tailnet device(s)",
         stamp()
     );
     env.shutdown().await;
-    Ok(if ready && left == 0 { 0 } else { 1 })
+    Ok(if ready && left == 0 && nodes == 0 && devices == 0 {
+        0
+    } else {
+        1
+    })
 }

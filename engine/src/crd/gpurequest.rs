@@ -55,7 +55,9 @@ pub struct GPURequestSpec {
     /// End the instance this long after it became ready, e.g. "8h", "90m", "1h30m".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<String>,
-    /// End the instance when its GPUs have been unused this long, e.g. "30m".
+    /// End the instance when its GPUs have been unused this long, e.g. "30m": measured from the
+    /// last time a pod on the node used an `nvidia.com/gpu` (or from readiness if none ever
+    /// did). Needs `bootstrap.mode: talos`, since idleness is read from the node's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
     /// How the machine joins the cluster.
@@ -211,4 +213,50 @@ pub struct GPURequestStatus {
     /// Last successful health verification.
     #[serde(default)]
     pub last_verified_at: Option<String>,
+    /// Join and teardown progress of a `bootstrap.mode: talos` request.
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapStatus>,
+}
+
+/// What tgp did to make the instance a node, and to take the node away again. The Tailscale
+/// auth key itself is never stored: only its id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapStatus {
+    /// The node's hostname (the instance name).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// How the worker configuration reached the machine: `TalosUserData` or `CloudInit`.
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// Id of the node's single-use, ephemeral Tailscale auth key.
+    #[serde(default)]
+    pub tailscale_key_id: Option<String>,
+    /// Id of the node's Tailscale device, once it enrolled.
+    #[serde(default)]
+    pub tailscale_device_id: Option<String>,
+    /// The node's tailnet address.
+    #[serde(default, rename = "tailnetIP")]
+    pub tailnet_ip: Option<String>,
+    /// When the instance was verified running and the wait for its Node began.
+    #[serde(default)]
+    pub join_started_at: Option<String>,
+    #[serde(default)]
+    pub registered_at: Option<String>,
+    #[serde(default)]
+    pub initialized_at: Option<String>,
+    /// Last time a pod on the node was seen using its GPUs (idleTimeout counts from here).
+    #[serde(default)]
+    pub gpu_last_used_at: Option<String>,
+    /// Teardown: when draining began (blocked evictions are retried until the drain timeout).
+    #[serde(default)]
+    pub drain_started_at: Option<String>,
+    #[serde(default)]
+    pub node_deleted_at: Option<String>,
+    #[serde(default)]
+    pub tailscale_cleaned_at: Option<String>,
+    /// Failed Tailscale clean-up passes; after the operator's limit the device is reported and
+    /// left (ephemeral devices expire on their own).
+    #[serde(default)]
+    pub tailscale_cleanup_failures: u32,
 }

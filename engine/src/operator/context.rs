@@ -8,6 +8,7 @@ use std::time::Duration;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
+use crate::bootstrap::tailscale::TailscaleClient;
 use crate::crd::GPURequest;
 use crate::plugins::PluginHost;
 
@@ -30,6 +31,9 @@ pub struct Ctx {
     /// When each ready request's instance was last verified by this replica, and the
     /// verify-requested annotation it carried then.
     health_checks: Mutex<HashMap<String, (std::time::Instant, Option<String>)>>,
+    /// The Tailscale client built from the OAuth Secret, with the Secret's resourceVersion it
+    /// was built from: reused (and so its access token) until the Secret changes.
+    tailscale: Mutex<Option<(String, TailscaleClient)>>,
 }
 
 impl Ctx {
@@ -55,6 +59,7 @@ impl Ctx {
             metrics: Arc::new(Metrics::default()),
             failures: Mutex::new(HashMap::new()),
             health_checks: Mutex::new(HashMap::new()),
+            tailscale: Mutex::new(None),
         }
     }
 
@@ -119,6 +124,20 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
+    }
+
+    /// The cached Tailscale client if it was built from Secret version `version`.
+    pub fn tailscale_client(&self, version: &str) -> Option<TailscaleClient> {
+        let cached = self.tailscale.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .as_ref()
+            .filter(|(v, _)| v == version)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Remembers the Tailscale client built from Secret version `version`.
+    pub fn cache_tailscale_client(&self, version: String, client: TailscaleClient) {
+        *self.tailscale.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, client));
     }
 
     /// Forgets `req`'s failures after progress.

@@ -21,8 +21,11 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+
+use k8s_openapi::api::core::v1::Node;
 
 use crate::crd::{FINALIZER, GPUProvider, GPURequest};
 use crate::plugins::PluginHost;
@@ -103,8 +106,20 @@ pub async fn run_controllers(ctx: Arc<Ctx>) {
     };
     let requests = {
         let api: Api<GPURequest> = Api::all(ctx.client.clone());
+        // Nodes tgp joined wake their request up as soon as they register or change (GPUs
+        // becoming allocatable), instead of at the next poll.
+        let nodes: Api<Node> = Api::all(ctx.client.clone());
         Controller::new(api, watcher::Config::default())
             .with_config(kube::runtime::controller::Config::default().concurrency(32))
+            .watches(
+                nodes,
+                watcher::Config::default().labels(lifecycle::join::REQUEST_LABEL),
+                |node: Node| {
+                    node.labels()
+                        .get(lifecycle::join::REQUEST_LABEL)
+                        .map(|name| ObjectRef::<GPURequest>::new(name))
+                },
+            )
             .run(reconcile_request, request_error_policy, ctx.clone())
             .for_each(|_| async {})
     };

@@ -30,6 +30,68 @@ pub struct Settings {
     pub terminate_interval: Duration,
     /// Most launch attempts for one request before it fails.
     pub max_attempts: usize,
+    /// How `bootstrap.mode: talos` requests join the cluster.
+    pub bootstrap: BootstrapSettings,
+}
+
+/// Where the Talos and Tailscale secrets live and how worker nodes are built and torn down.
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    /// Secret (in the operator's namespace) holding the cluster's Talos secrets; its keys are
+    /// documented in `docs/bootstrap.md`.
+    pub talos_secret: String,
+    /// Secret (in the operator's namespace) holding the Tailscale OAuth client: keys
+    /// `client-id` and `client-secret`.
+    pub tailscale_secret: String,
+    /// Tailscale API base URL.
+    pub tailscale_api: String,
+    /// Tailnet name; `-` is the OAuth client's default tailnet.
+    pub tailnet: String,
+    /// Tags every node's auth key (and so its device) carries.
+    pub tailscale_tags: Vec<String>,
+    /// Lifetime of a node's single-use auth key.
+    pub key_expiry: Duration,
+    /// Image Factory host for the installer image.
+    pub factory_host: String,
+    /// Image Factory schematic id of an image with the NVIDIA and Tailscale extensions (the id
+    /// Image Factory returns for the schematic in `docs/bootstrap.md`). Empty: unset, and Talos
+    /// requests wait with a condition saying so.
+    pub schematic_id: String,
+    /// Talos version of the installer image, e.g. `v1.11.5`.
+    pub talos_version: String,
+    /// Disk Talos installs to.
+    pub install_disk: String,
+    /// The kubelet's node IP must come from these ranges (the tailnet).
+    pub node_ip_subnets: Vec<String>,
+    /// A node must register within this long of its instance running (per-provider override:
+    /// GPUProvider `spec.registrationTimeout`).
+    pub registration_timeout: Duration,
+    /// Evictions blocked by PodDisruptionBudgets are retried this long before the node is
+    /// removed anyway.
+    pub drain_timeout: Duration,
+    /// Failed Tailscale clean-ups are retried on this many passes, then reported and left.
+    pub tailscale_cleanup_attempts: u32,
+}
+
+impl Default for BootstrapSettings {
+    fn default() -> Self {
+        BootstrapSettings {
+            talos_secret: "tgp-talos-secrets".into(),
+            tailscale_secret: "tgp-tailscale-oauth".into(),
+            tailscale_api: "https://api.tailscale.com".into(),
+            tailnet: "-".into(),
+            tailscale_tags: vec!["tag:tgp-gpu".into()],
+            key_expiry: Duration::from_secs(3600),
+            factory_host: "factory.talos.dev".into(),
+            schematic_id: String::new(),
+            talos_version: "v1.11.5".into(),
+            install_disk: "/dev/nvme0n1".into(),
+            node_ip_subnets: vec!["100.64.0.0/10".into()],
+            registration_timeout: Duration::from_secs(15 * 60),
+            drain_timeout: Duration::from_secs(5 * 60),
+            tailscale_cleanup_attempts: 5,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -47,6 +109,7 @@ impl Default for Settings {
             backoff_max: Duration::from_secs(300),
             terminate_interval: Duration::from_secs(5),
             max_attempts: 8,
+            bootstrap: BootstrapSettings::default(),
         }
     }
 }

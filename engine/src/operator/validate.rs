@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::catalog;
-use crate::crd::gpurequest::GPURequestSpec;
+use crate::crd::gpurequest::{BootstrapMode, GPURequestSpec};
 use crate::money;
 use crate::plugins::GpuSpec;
 
@@ -98,6 +98,13 @@ pub fn validate(spec: &GPURequestSpec) -> Result<ValidRequest, FieldError> {
         .map(duration::parse)
         .transpose()
         .map_err(|e| field_err("idleTimeout", e.to_string()))?;
+    if idle_timeout.is_some() && spec.bootstrap.mode != BootstrapMode::Talos {
+        return Err(field_err(
+            "idleTimeout",
+            "needs bootstrap.mode: talos (idleness is measured from pods using the node's GPUs, \
+             and without a node there are none to see)",
+        ));
+    }
     for (key, value) in &spec.node_labels {
         if !valid_label_key(key) {
             return Err(field_err(
@@ -209,6 +216,10 @@ mod tests {
             ),
             (
                 Box::new(|s| s.idle_timeout = Some("10".into())),
+                "idleTimeout",
+            ),
+            (
+                Box::new(|s| s.idle_timeout = Some("10m".into())),
                 "idleTimeout",
             ),
             (

@@ -21,6 +21,8 @@ pub struct RecordedRequest {
     pub resource: Option<String>,
     pub subresource: Option<String>,
     pub content_type: Option<String>,
+    /// When the request was handled (its effect took place): orders it against other systems.
+    pub handled_at: std::time::Instant,
 }
 
 /// Which requests a [`Fault`] applies to.

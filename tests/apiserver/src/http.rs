@@ -167,6 +167,7 @@ async fn handle(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(String::from),
+        handled_at: std::time::Instant::now(),
     });
     response
 }

@@ -23,6 +23,9 @@ pub struct CallRecord {
     pub status: u16,
     /// Simulated milliseconds since the simulator started, when the call arrived.
     pub at_ms: u64,
+    /// When the call was answered (its effect took place), to order it against other systems.
+    #[serde(skip)]
+    pub answered_at: std::time::Instant,
 }
 
 /// An append-only, thread-safe call log.

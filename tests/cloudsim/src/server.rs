@@ -129,6 +129,7 @@ async fn gateway_middleware(State(s): State<GatewayState>, req: Request, next: N
         path,
         status: response.status().as_u16(),
         at_ms,
+        answered_at: std::time::Instant::now(),
     });
     response
 }

@@ -8,7 +8,13 @@
 //! - a request is Ready only after `verify` reported the instance running;
 //! - an id that stays not-found past a grace period is a silent launch failure: it is terminated
 //!   and the next provider is tried;
-//! - deletion removes the finalizer only once every instance is confirmed gone.
+//! - deletion removes the finalizer only once every instance is confirmed gone;
+//! - a `bootstrap.mode: talos` request is Ready only once its Node registered and its GPUs are
+//!   allocatable ([`join`]), and its node is drained and removed before its instance is
+//!   terminated ([`teardown`]).
+
+pub mod join;
+pub mod teardown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -347,22 +353,39 @@ async fn apply_step(req: &GPURequest, ctx: &Ctx) -> Result<Step, ReconcileError>
             return Ok(w.done(Action::await_change()));
         }
     };
-    if req.spec.bootstrap.mode == BootstrapMode::Talos {
-        let message =
-            "spec.bootstrap.mode: talos is not available in this version of tgp; use mode none"
-                .to_string();
-        w.cond(cond::READY, false, "BootstrapUnavailable", message.clone());
-        if w.st.phase != Phase::Failed {
-            w.note(true, "BootstrapUnavailable", message);
+    let talos = req.spec.bootstrap.mode == BootstrapMode::Talos;
+    let launching = matches!(
+        w.st.phase,
+        Phase::Pending | Phase::Quoting | Phase::Launching
+    );
+    let inputs = if talos && launching {
+        match join::preflight(ctx).await {
+            Ok(inputs) => Some(inputs),
+            Err(b) => {
+                // Nothing is quoted or launched until the node could actually join.
+                let message = format!("{}; nothing was launched", b.message);
+                if conditions::get(&w.st.conditions, cond::READY)
+                    .is_none_or(|c| c.reason != b.reason || c.message != message)
+                {
+                    w.note(true, b.reason, message.clone());
+                }
+                w.cond(cond::READY, false, b.reason, message);
+                if w.st.pending_launch.is_none() {
+                    w.st.phase = Phase::Pending;
+                }
+                let delay = ctx.retry_delay(req);
+                return Ok(w.done(Action::requeue(delay)));
+            }
         }
-        w.st.phase = Phase::Failed;
-        return Ok(w.done(Action::await_change()));
-    }
+    } else {
+        None
+    };
     let action = match w.st.phase {
-        Phase::Pending | Phase::Quoting | Phase::Launching => launch_step(&mut w, &valid).await?,
-        Phase::Verifying | Phase::Bootstrapping | Phase::Joining => {
-            verify_step(&mut w, &valid).await?
+        Phase::Pending | Phase::Quoting | Phase::Launching => {
+            launch_step(&mut w, &valid, inputs.as_ref()).await?
         }
+        Phase::Verifying | Phase::Bootstrapping => verify_step(&mut w, &valid).await?,
+        Phase::Joining => join::join_step(&mut w, &valid).await?,
         Phase::Ready => health_step(&mut w, &valid).await?,
         Phase::Terminating => end_step(&mut w).await?,
         Phase::Terminated | Phase::Failed => Action::await_change(),
@@ -371,10 +394,14 @@ async fn apply_step(req: &GPURequest, ctx: &Ctx) -> Result<Step, ReconcileError>
 }
 
 /// Pending/Quoting/Launching: recover a recorded attempt, or pick the best offer and launch it.
-async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, ReconcileError> {
+async fn launch_step(
+    w: &mut Work<'_>,
+    valid: &ValidRequest,
+    inputs: Option<&join::JoinInputs>,
+) -> Result<Action, ReconcileError> {
     let settings = &w.ctx.settings;
     if let Some(pending) = w.st.pending_launch.clone() {
-        return launch_recorded(w, pending).await;
+        return launch_recorded(w, pending, inputs).await;
     }
     if failed_launches(&w.st) >= settings.max_attempts {
         let message = format!(
@@ -406,6 +433,9 @@ async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
     w.st.region = Some(offer.region.clone());
     w.st.hourly_price = Some(Usd(offer.price_per_hour).to_string());
     w.st.instance_name = Some(instance_name.clone());
+    // A new machine: nothing of an earlier one's node or tailnet state applies to it.
+    w.st.bootstrap = None;
+    w.st.node_name = None;
     w.st.pending_launch = Some(PendingLaunch {
         provider: choice.provider.clone(),
         offer_id: offer.offer_id.clone(),
@@ -426,6 +456,7 @@ async fn launch_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
 async fn launch_recorded(
     w: &mut Work<'_>,
     pending: PendingLaunch,
+    inputs: Option<&join::JoinInputs>,
 ) -> Result<Action, ReconcileError> {
     let Some(slot) = w.slot(&pending.provider) else {
         w.cond(
@@ -480,11 +511,46 @@ async fn launch_recorded(
         launched(w, &pending, &found, "Adopted");
         return Ok(Action::requeue(Duration::ZERO));
     }
+    let user_data = match inputs {
+        None => None,
+        Some(inputs) => {
+            let supported = slot.plugin.info().capabilities.bootstrap.clone();
+            let Some(how) = join::delivery_for(&supported) else {
+                // The provider's module changed under us and can no longer boot Talos.
+                let message = format!(
+                    "{} can no longer boot Talos (bootstrap: {}); trying another provider",
+                    pending.provider,
+                    delivery_names(&supported)
+                );
+                w.attempt(
+                    &pending.provider,
+                    Some(&pending.offer_id),
+                    Some(pending.price_micro_usd),
+                    "Skipped",
+                    "NoTalosBoot",
+                    message.clone(),
+                    None,
+                );
+                w.note(true, "NoTalosBoot", message);
+                w.st.pending_launch = None;
+                w.st.phase = Phase::Quoting;
+                return Ok(Action::requeue(Duration::ZERO));
+            };
+            match join::user_data(w, inputs, &pending, how).await {
+                Ok(doc) => Some(doc),
+                Err(b) => {
+                    w.cond(cond::LAUNCHED, false, b.reason, format!("{}; retrying", b.message));
+                    w.note(true, b.reason, b.message);
+                    return Ok(Action::requeue(w.ctx.retry_delay(w.req)));
+                }
+            }
+        }
+    };
     let request = LaunchRequest {
         offer: offer_from_pending(&pending),
         instance_name: pending.instance_name.clone(),
         tags: w.tags(),
-        user_data: None,
+        user_data,
         image: None,
     };
     match slot
@@ -542,6 +608,8 @@ async fn launch_recorded(
             w.note(true, reason, format!("{message}; trying the next offer"));
             w.st.pending_launch = None;
             w.st.phase = Phase::Quoting;
+            // Nothing was launched: the node's key will never be used.
+            drop_unused_key(w).await;
             Ok(Action::requeue(Duration::ZERO))
         }
     }
@@ -621,6 +689,21 @@ async fn choose_offer(w: &mut Work<'_>, valid: &ValidRequest) -> Option<RankedOf
             continue;
         }
         let info = slot.plugin.info();
+        if w.req.spec.bootstrap.mode == BootstrapMode::Talos
+            && join::delivery_for(&info.capabilities.bootstrap).is_none()
+        {
+            skipped.push((
+                slot.name.clone(),
+                "NoTalosBoot".into(),
+                format!(
+                    "bootstrap.mode talos needs a platform that boots Talos from user-data or \
+                     runs cloud-init; this one offers {} (unprivileged containers cannot boot \
+                     Talos or run a kubelet)",
+                    delivery_names(&info.capabilities.bootstrap)
+                ),
+            ));
+            continue;
+        }
         if valid.gpu.spot && !info.capabilities.spot {
             skipped.push((
                 slot.name.clone(),
@@ -867,21 +950,18 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
                 "Running",
                 format!("{provider} reports instance {id} running"),
             );
+            if w.req.spec.bootstrap.mode == BootstrapMode::Talos {
+                // Running is not ready: the node must join and offer its GPUs first.
+                join::start_join(w);
+                return Ok(Action::requeue(Duration::ZERO));
+            }
             // Bootstrap mode none: verified running is ready.
-            w.st.ready_at = Some(w.now_text());
-            w.st.last_verified_at = Some(w.now_text());
-            w.st.expires_at = valid
-                .max_lifetime
-                .map(|d| clock::text(clock::add(w.now, d)));
-            w.cond(cond::HEALTHY, true, "Running", "instance verified running");
-            w.cond(
-                cond::READY,
-                true,
+            became_ready(
+                w,
+                valid,
                 "InstanceRunning",
                 format!("instance {id} on {provider} is running"),
             );
-            w.phase(Phase::Ready);
-            w.ctx.health_checked(w.req);
             Ok(Action::requeue(next_health_check(w, valid)))
         }
         InstanceState::Pending | InstanceState::Booting => {
@@ -955,6 +1035,47 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
     }
 }
 
+/// Marks the request Ready (the instance verified running, and for Talos the node initialized).
+fn became_ready(w: &mut Work<'_>, valid: &ValidRequest, reason: &str, message: String) {
+    w.st.ready_at = Some(w.now_text());
+    w.st.last_verified_at = Some(w.now_text());
+    w.st.expires_at = valid
+        .max_lifetime
+        .map(|d| clock::text(clock::add(w.now, d)));
+    w.cond(cond::HEALTHY, true, "Running", "instance verified running");
+    w.cond(cond::READY, true, reason, message);
+    w.phase(Phase::Ready);
+    w.ctx.health_checked(w.req);
+}
+
+/// Names of delivery methods, for messages.
+fn delivery_names(list: &[crate::plugins::BootstrapDelivery]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(|d| d.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Deletes a minted Tailscale key that no instance will use (best effort: it is single-use and
+/// expires anyway) and forgets the join state.
+async fn drop_unused_key(w: &mut Work<'_>) {
+    let Some(key) = w.st.bootstrap.as_ref().and_then(|b| b.tailscale_key_id.clone()) else {
+        return;
+    };
+    match join::tailscale_client(w.ctx).await {
+        Ok(c) => {
+            if let Err(e) = c.delete_key(&key).await {
+                tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {key}: {e}");
+            }
+        }
+        Err(b) => tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {key}: {}", b.message),
+    }
+    w.st.bootstrap = None;
+}
+
 /// Gives up on an instance that never became usable: terminates it (idempotently), records
 /// why, and goes back to choosing an offer (this provider excluded).
 async fn abandon(
@@ -1001,6 +1122,7 @@ async fn abandon(
         format!("{message}; {cleanup}; trying the next offer"),
     );
     w.clear_instance();
+    drop_unused_key(w).await;
     w.st.phase = Phase::Quoting;
     Ok(Action::requeue(Duration::ZERO))
 }
@@ -1080,12 +1202,28 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         w.st.last_verified_at = Some(w.now_text());
         accrue(w);
         w.cond(cond::HEALTHY, true, "Running", "instance verified running");
+        if let Some(idle) = valid.idle_timeout {
+            if let Some(message) = join::idle_check(w, idle).await? {
+                w.cond(cond::READY, false, "IdleTimeout", message.clone());
+                w.note(false, "IdleTimeout", message);
+                w.phase(Phase::Terminating);
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+        }
         return Ok(Action::requeue(next_health_check(w, valid)));
     }
     // Lost: vanished, preempted, or terminated outside tgp.
     let message = format!("{provider} reports instance {id} {state:?}; it is no longer usable");
     w.cond(cond::HEALTHY, false, "InstanceLost", message.clone());
     w.cond(cond::READY, false, "InstanceLost", message.clone());
+    // Its node (if it joined) is gone with it: remove the Node and its tailnet device first.
+    let mut st = w.st.clone();
+    let mut notes = Vec::new();
+    if let Err(e) = teardown::node_and_tailnet(w.ctx, w.req, &mut st, &mut notes, true).await {
+        tracing::warn!(request = %w.req.name_any(), "removing the lost instance's node: {e}");
+    }
+    w.st = st;
+    w.notes.extend(notes);
     let cleanup = slot
         .call(Operation::Terminate, slot.plugin.terminate(&id))
         .await;
@@ -1131,7 +1269,27 @@ fn accrue(w: &mut Work<'_>) {
 
 /// Terminating (lifetime end): terminate until the provider confirms, then Terminated.
 async fn end_step(w: &mut Work<'_>) -> Result<Action, ReconcileError> {
+    let mut st = w.st.clone();
+    let mut notes = Vec::new();
+    let progress = teardown::node_and_tailnet(w.ctx, w.req, &mut st, &mut notes, false).await;
+    w.st = st;
+    w.notes.extend(notes);
+    let tailscale_retry;
+    match progress? {
+        teardown::Progress::Draining(message) => {
+            w.cond(cond::READY, false, "Draining", message);
+            return Ok(Action::requeue(teardown::drain_poll(w.ctx)));
+        }
+        teardown::Progress::NodeGone { tailscale_pending } => {
+            w.st.node_name = None;
+            tailscale_retry = tailscale_pending;
+        }
+    }
     match terminate_confirmed(w.ctx, w.st.provider.as_deref(), w.st.instance_id.as_deref()).await {
+        Ok(true) if tailscale_retry => {
+            // The instance is gone; the tailnet clean-up gets its remaining retries.
+            Ok(Action::requeue(w.ctx.retry_delay(w.req)))
+        }
         Ok(true) => {
             accrue(w);
             w.note(false, "Terminated", "instance terminated");
@@ -1260,6 +1418,24 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
         )
         .await;
     }
+    // A joined node goes first: cordon, drain, delete the Node, remove it from the tailnet.
+    let mut notes = Vec::new();
+    let before = st.clone();
+    let progress = teardown::node_and_tailnet(&ctx, &req, &mut st, &mut notes, false).await;
+    if st != before {
+        if let Err(e) = write_status(&ctx, &req, &st).await {
+            tracing::debug!("status write during deletion failed: {e}");
+        }
+    }
+    for note in notes {
+        ctx.publish(&req, note).await;
+    }
+    let tailscale_pending = match progress? {
+        teardown::Progress::Draining(message) => {
+            return Err(ReconcileError::TerminationPending(message));
+        }
+        teardown::Progress::NodeGone { tailscale_pending } => tailscale_pending,
+    };
     let mut pending = Vec::new();
     for (provider, id) in &targets {
         match terminate_confirmed(&ctx, Some(provider), Some(id)).await {
@@ -1267,6 +1443,9 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
             Ok(false) => pending.push(format!("{id} on {provider} is still terminating")),
             Err(e) => pending.push(e.to_string()),
         }
+    }
+    if tailscale_pending {
+        pending.push("the node's Tailscale clean-up failed; retrying".into());
     }
     if !pending.is_empty() {
         return Err(ReconcileError::TerminationPending(pending.join("; ")));

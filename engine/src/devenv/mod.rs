@@ -21,9 +21,14 @@ use kube::{Client, CustomResourceExt, ResourceExt};
 use tgp_apiserver::DevApiServer;
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
 
+pub mod talos;
+
+pub use talos::{JoinTiming, TalosEnv};
+
 use crate::crd::gpuprovider::{Credentials, GPUProviderSpec, ModuleSource, ProviderLimits};
 use crate::crd::{GPUProvider, GPURequest};
 use crate::embedded::MOCK_PLUGIN;
+use crate::operator::settings::BootstrapSettings;
 use crate::operator::{self, LeaderConfig, Settings};
 use crate::plugins::{HostConfig, PluginHost};
 
@@ -61,6 +66,8 @@ pub struct DevEnv {
     pub settings: Settings,
     plugin_path: PathBuf,
     operators: Vec<Replica>,
+    /// Talos secrets, Tailscale and the simulated join ([`DevEnv::enable_talos`]).
+    talos: Option<TalosEnv>,
 }
 
 /// One running operator replica.
@@ -104,6 +111,7 @@ impl DevEnv {
             settings,
             plugin_path,
             operators: Vec::new(),
+            talos: None,
         };
         for spec in clouds {
             env.add_cloud(spec).await?;
@@ -157,7 +165,56 @@ impl DevEnv {
         Api::<GPUProvider>::all(self.client.clone())
             .patch(&spec.name, &apply, &Patch::Apply(&provider))
             .await?;
+        if let Some(t) = &self.talos {
+            talos::watch_cloud(&t.join, &spec.name, &cloud);
+        }
         self.clouds.push((spec.name, cloud));
+        Ok(())
+    }
+
+    /// Adds a GPUProvider running the plugin at `module` against `base_url` with API key
+    /// `api_key` (for the real RunPod, Lambda or Vast plugins against their simulators; the
+    /// caller owns the simulator).
+    pub async fn add_provider(
+        &self,
+        name: &str,
+        module: &std::path::Path,
+        base_url: &str,
+        api_key: &str,
+    ) -> anyhow::Result<()> {
+        let apply = PatchParams::apply("tgp-e2e").force();
+        let secret_name = format!("{name}-credentials");
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret_name, "namespace": NAMESPACE, "labels": {E2E_LABEL: "true"}},
+            "stringData": {"api-key": api_key}
+        }))?;
+        Api::<Secret>::namespaced(self.client.clone(), NAMESPACE)
+            .patch(&secret_name, &apply, &Patch::Apply(&secret))
+            .await?;
+        let mut provider = GPUProvider::new(
+            name,
+            GPUProviderSpec {
+                module: ModuleSource {
+                    path: Some(module.display().to_string()),
+                    ..ModuleSource::default()
+                },
+                credentials: Some(Credentials {
+                    secret_name,
+                    keys: [("api_key".to_string(), "api-key".to_string())].into(),
+                }),
+                allowed_hosts: vec![base_url.to_string()],
+                config: [("base_url".to_string(), base_url.to_string())].into(),
+                limits: ProviderLimits::default(),
+                priority: 0,
+                enabled: true,
+                registration_timeout: None,
+            },
+        );
+        provider.metadata.labels = Some([(E2E_LABEL.to_string(), "true".to_string())].into());
+        Api::<GPUProvider>::all(self.client.clone())
+            .patch(name, &apply, &Patch::Apply(&provider))
+            .await?;
         Ok(())
     }
 
@@ -416,5 +473,10 @@ pub fn fast_settings() -> Settings {
         backoff_max: Duration::from_secs(2),
         terminate_interval: Duration::from_millis(100),
         max_attempts: 8,
+        bootstrap: BootstrapSettings {
+            registration_timeout: Duration::from_secs(20),
+            drain_timeout: Duration::from_secs(5),
+            ..BootstrapSettings::default()
+        },
     }
 }
