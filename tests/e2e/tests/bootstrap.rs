@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use tgp::crd::GPUProvider;
 use tgp::crd::gpurequest::Phase;
 use tgp::devenv::talos::put_secret;
 use tgp::devenv::{self, CloudSpec, DevEnv, JoinTiming, NAMESPACE};
 use tgp_cloudsim::{
-    Endpoint, JoinOutcome, JoinRefusal, RunpodCloud, RunpodConfig, SimEventKind, VastCloud,
+    Endpoint, Faults, JoinOutcome, JoinRefusal, RunpodCloud, RunpodConfig, SimEventKind, VastCloud,
     VastConfig,
 };
 
@@ -218,14 +219,20 @@ async fn full_join_registers_initializes_and_consumes_the_key() {
     env.shutdown().await;
 }
 
-/// Must show: a wrong bootstrap token never joins; after the registration timeout the
-/// instance is terminated and the status says why.
+/// Must show: a wrong bootstrap token never joins; after the registration timeout (here the
+/// provider's own override, shorter than the operator's 20 s) the instance is terminated and
+/// the status says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_bootstrap_token_never_joins_and_is_terminated_after_the_timeout() {
-    let env = start_talos(vec![CloudSpec::new("a", cheap())], |env| {
-        env.settings.bootstrap.registration_timeout = Duration::from_secs(3);
-    })
-    .await;
+    let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
+    Api::<GPUProvider>::all(env.client.clone())
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"registrationTimeout": "3s"}})),
+        )
+        .await
+        .unwrap();
     // The Secret holds a well-formed token that is not the cluster's.
     let mut wrong = env.talos().secret_data.clone();
     wrong.insert("bootstrap-token".into(), "abcdef.0123456789abcdef".into());
@@ -504,5 +511,66 @@ async fn idle_timeout_counts_from_the_last_gpu_pod() {
     support::wait_no_live_instances(&env, T).await.unwrap();
     assert!(node_api(&env).list(&ListParams::default()).await.unwrap().items.is_empty());
     let _ = NAMESPACE;
+    env.shutdown().await;
+}
+
+/// Tailscale clean-up failures are reported and retried, but never hold up the instance's
+/// termination or, once their retries are spent, the request's deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tailscale_failures_never_block_termination() {
+    let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
+    env.create_request(&request("tsdown", TALOS)).await.unwrap();
+    let r = env
+        .wait_for("tsdown", T, |r| is_ready(r) || phase(r) == Phase::Failed)
+        .await
+        .unwrap();
+    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
+    let node_name = r.status.clone().unwrap().node_name.unwrap();
+    let ts = &env.talos().tailscale;
+    ts.set_faults(Faults::none().error_rate("delete_device", 1.0));
+    env.delete_request("tsdown").await.unwrap();
+    env.wait_gone("tsdown", T).await.unwrap();
+
+    // The instance and the Node went; the device could not be removed and is still listed.
+    support::wait_no_live_instances(&env, T).await.unwrap();
+    assert!(node_api(&env).get_opt(&node_name).await.unwrap().is_none());
+    assert_eq!(ts.live_devices().len(), 1);
+    // Retried, and still retried after the instance was already terminated.
+    let calls = env.cloud("a").calls();
+    let terminated = calls
+        .iter()
+        .find(|c| c.endpoint == Endpoint::Delete.key() && c.status < 300)
+        .expect("terminated")
+        .answered_at;
+    let attempts: Vec<_> = ts
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == "delete_device")
+        .collect();
+    assert!(attempts.len() >= 2, "retried: {attempts:?}");
+    assert!(
+        attempts.iter().any(|c| c.answered_at > terminated),
+        "termination did not wait for Tailscale"
+    );
+    // Reported, as a warning a person can act on.
+    let events = Api::<K8sEvent>::all(env.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let notes: Vec<String> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("TailscaleCleanupFailed"))
+        .filter_map(|e| e.note.clone())
+        .collect();
+    assert!(!notes.is_empty(), "no TailscaleCleanupFailed event");
+    assert!(notes.iter().all(|n| n.contains(&node_name)), "{notes:?}");
+    // Repeats of an event are folded into one series by the recorder; the log has each pass,
+    // down to the last, which gives up and says what to do.
+    let logs = captured_logs();
+    assert!(
+        logs.lines().any(|l| l.contains("TailscaleCleanupFailed") && l.contains(&node_name) && l.contains("giving up")),
+        "the final attempt is reported"
+    );
     env.shutdown().await;
 }
