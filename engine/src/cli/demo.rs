@@ -2,7 +2,7 @@
 //!
 //! Starts the development API server, two simulated clouds, a simulated Tailscale and simulated
 //! Talos machines in-process, runs the real operator against them, applies
-//! `examples/gpurequest-talos.yaml`, prints the request moving through its phases until its node
+//! `examples/gpurequest.yaml`, prints the request moving through its phases until its node
 //! joined and its GPUs are allocatable, deletes it, and shows that no instance, Node or tailnet
 //! device is left.
 
@@ -15,11 +15,11 @@ use crate::crd::gpurequest::Phase;
 use crate::devenv::{self, CloudSpec, DevEnv};
 
 /// The example applied when no file is given.
-pub const EXAMPLE: &str = include_str!("../../../examples/gpurequest-talos.yaml");
+pub const EXAMPLE: &str = include_str!("../../../examples/gpurequest.yaml");
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The GPURequest to apply (YAML); defaults to examples/gpurequest-talos.yaml (built in).
+    /// The GPURequest to apply (YAML); defaults to examples/gpurequest.yaml (built in).
     #[arg(long)]
     pub request: Option<std::path::PathBuf>,
     /// Give up if the request is not Ready within this many seconds.

@@ -30,6 +30,12 @@ use super::conditions::Condition;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.idleTimeout) || (has(self.bootstrap) && self.bootstrap.mode == 'talos')",
+        "message": "idleTimeout needs bootstrap.mode: talos (idleness is measured from pods using the node's GPUs)"
+    }
+]))]
 pub struct GPURequestSpec {
     /// Canonical GPU type, e.g. `H100-SXM`, `A100-80GB`, `L40S`, `RTX4090`.
     #[schemars(length(min = 1))]
@@ -54,11 +60,13 @@ pub struct GPURequestSpec {
     pub spot: bool,
     /// End the instance this long after it became ready, e.g. "8h", "90m", "1h30m".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
     pub max_lifetime: Option<String>,
     /// End the instance when its GPUs have been unused this long, e.g. "30m": measured from the
     /// last time a pod on the node used an `nvidia.com/gpu` (or from readiness if none ever
     /// did). Needs `bootstrap.mode: talos`, since idleness is read from the node's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
     pub idle_timeout: Option<String>,
     /// How the machine joins the cluster.
     #[serde(default)]
@@ -111,6 +119,7 @@ pub struct NodeTaint {
     #[serde(default)]
     pub value: String,
     /// NoSchedule, PreferNoSchedule or NoExecute.
+    #[schemars(regex(pattern = r"^(NoSchedule|PreferNoSchedule|NoExecute)$"))]
     pub effect: String,
 }
 
