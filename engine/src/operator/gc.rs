@@ -5,10 +5,15 @@
 //! instance is missing from a provider's listing is marked for an immediate verify (the lifecycle
 //! decides; a listing alone never fails a request). A listing that fails is an error for that
 //! provider this round, never "nothing exists".
+//!
+//! Nodes too: a Node tgp joined (label `tgp.io/request`) that no request references any more
+//! (its request was force-deleted, say) is deleted after the same grace period, and its tailnet
+//! device with it, so a machine that is gone does not linger as a NotReady node.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
@@ -33,6 +38,8 @@ pub struct GcReport {
     pub list_failures: Vec<String>,
     /// Requests marked for an immediate verify.
     pub marked: Vec<String>,
+    /// Nodes tgp joined that no request references any more, deleted.
+    pub nodes_deleted: Vec<String>,
 }
 
 /// Remembers when each orphan was first seen, across rounds.
@@ -149,8 +156,73 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
             }
         }
     }
+    orphan_nodes(ctx, &requests, state, &mut report, &mut still_orphaned).await?;
     state.first_seen.retain(|k, _| still_orphaned.contains(k));
     Ok(report)
+}
+
+/// Deletes Nodes tgp joined whose request no longer references them (after the grace period).
+async fn orphan_nodes(
+    ctx: &Ctx,
+    requests: &[GPURequest],
+    state: &mut GcState,
+    report: &mut GcReport,
+    still_orphaned: &mut HashSet<(String, String)>,
+) -> Result<(), kube::Error> {
+    use super::lifecycle::join::REQUEST_LABEL;
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let listed = nodes
+        .list(&ListParams::default().labels(REQUEST_LABEL))
+        .await?
+        .items;
+    let referenced: HashSet<String> = requests
+        .iter()
+        .filter_map(|r| r.status.as_ref())
+        .flat_map(|st| {
+            let hostname = st.bootstrap.as_ref().and_then(|b| b.hostname.clone());
+            st.node_name.clone().into_iter().chain(hostname)
+        })
+        .collect();
+    for node in listed {
+        let name = node.name_any();
+        if referenced.contains(&name) {
+            continue;
+        }
+        let key = ("node".to_string(), name.clone());
+        let first = *state
+            .first_seen
+            .entry(key.clone())
+            .or_insert_with(Instant::now);
+        still_orphaned.insert(key.clone());
+        if first.elapsed() < ctx.settings.gc_grace {
+            report.waiting += 1;
+            continue;
+        }
+        match crate::bootstrap::node::delete_node(&nodes, &name).await {
+            Ok(_) => {
+                tracing::warn!(node = %name, "garbage collection: deleted a node no request owns");
+                report.nodes_deleted.push(name.clone());
+                state.first_seen.remove(&key);
+                still_orphaned.remove(&key);
+                // Its tailnet device, if the tailnet is configured (best effort).
+                if let Ok(ts) = super::lifecycle::join::tailscale_client(ctx).await {
+                    match ts.find_device(&name).await {
+                        Ok(Some(d)) => {
+                            if let Err(e) = ts.delete_device(&d.id).await {
+                                tracing::warn!(node = %name, "garbage collection: deleting its Tailscale device: {e}");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(node = %name, "garbage collection: looking up its Tailscale device: {e}"),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, "garbage collection: deleting an orphaned node failed: {e}; retrying next round")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs rounds every `gc_interval` until the task is dropped.

@@ -574,3 +574,40 @@ async fn tailscale_failures_never_block_termination() {
     );
     env.shutdown().await;
 }
+
+/// Nothing leaks even when the finalizer is bypassed: garbage collection terminates the
+/// orphaned instance and deletes the Node it had joined, and that Node's tailnet device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_deleted_request_leaves_no_node_behind() {
+    let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
+    env.create_request(&request("forced", TALOS)).await.unwrap();
+    let r = env
+        .wait_for("forced", T, |r| is_ready(r) || phase(r) == Phase::Failed)
+        .await
+        .unwrap();
+    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
+    let node_name = r.status.clone().unwrap().node_name.unwrap();
+    // Someone removes the finalizer by hand and deletes the request.
+    env.requests()
+        .patch(
+            "forced",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    env.delete_request("forced").await.unwrap();
+    env.wait_gone("forced", T).await.unwrap();
+    support::wait_no_live_instances(&env, T).await.unwrap();
+    let deadline = Instant::now() + T;
+    while node_api(&env).get_opt(&node_name).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the orphaned node was never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + T;
+    while !env.talos().tailscale.live_devices().is_empty() {
+        assert!(Instant::now() < deadline, "the orphaned node's device was never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.shutdown().await;
+}
