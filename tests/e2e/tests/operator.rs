@@ -663,7 +663,7 @@ async fn only_the_leader_reconciles_and_the_other_takes_over() {
 /// MaxLifetimeReached, and nothing left running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_lifetime_ends_the_instance() {
-    let mut env = start(vec![CloudSpec::new("a", cheap())]).await;
+    let env = start(vec![CloudSpec::new("a", cheap())]).await;
     env.create_request(&request("short", "  maxLifetime: 2s\n"))
         .await
         .unwrap();
