@@ -257,6 +257,10 @@ pub struct BootstrapStatus {
     /// Last time a pod on the node was seen using its GPUs (idleTimeout counts from here).
     #[serde(default)]
     pub gpu_last_used_at: Option<String>,
+    /// A pod was using the node's GPUs at the last check: when the next check finds none, the
+    /// use ended between the two, and idleness counts from that next check (never early).
+    #[serde(default)]
+    pub gpu_in_use: bool,
     /// Teardown: when draining began (blocked evictions are retried until the drain timeout).
     #[serde(default)]
     pub drain_started_at: Option<String>,

@@ -547,11 +547,14 @@ pub(super) async fn idle_check(
     let used = nodes::gpu_use(&pods.items, &node);
     let bs = w.st.bootstrap.get_or_insert_with(BootstrapStatus::default);
     let mut last = clock::parse(bs.gpu_last_used_at.as_deref());
-    if used.in_use {
+    if used.in_use || bs.gpu_in_use {
+        // In use now, or it was at the last check and has ended since: the end lies between
+        // the two checks, so count from now rather than risk ending a job early.
         last = Some(w.now);
     } else if let Some(finished) = used.last_finished {
         last = Some(last.map_or(finished, |l| l.max(finished)));
     }
+    bs.gpu_in_use = used.in_use;
     if let Some(l) = last {
         bs.gpu_last_used_at = Some(clock::text(l));
     }
