@@ -44,7 +44,8 @@ pub fn has_authorization(headers: &HeaderMap) -> bool {
     headers.contains_key(header::AUTHORIZATION)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// Decodes `%XX` escapes and `+` (as a space), as in query strings and form bodies.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

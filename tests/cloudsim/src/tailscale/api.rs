@@ -99,27 +99,7 @@ pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 fn form_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::auth::percent_decode(s)
 }
 
 /// A validated `POST /api/v2/tailnet/{tailnet}/keys` body.
