@@ -4,6 +4,11 @@
 //! simulator on loopback. Samples are interleaved so both paths see the same machine load.
 //!
 //! Run: `cargo bench -p tgp --bench quote`. Target: plugin median within 1.25x of native.
+//!
+//! Knobs (see `docs/benchmarks.md`): `TGP_BENCH_ROUNDS=N` rounds; `TGP_BENCH_CURRENT_THREAD=1`
+//! runs client, server and plugin on one thread (the CPU cost per call, without thread
+//! hand-offs); `TGP_BENCH_ONLY_PLUGIN=1` / `TGP_BENCH_ONLY_NATIVE=1` time one path alone (for a
+//! profiler: compare the two profiles).
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(ROUNDS);
         let only_plugin = std::env::var("TGP_BENCH_ONLY_PLUGIN").is_ok();
+        let only_native = std::env::var("TGP_BENCH_ONLY_NATIVE").is_ok();
         let (mut native, mut sandboxed) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             if only_plugin {
@@ -91,6 +97,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 plugin.quote(&spec).await?;
                 sandboxed.push(t.elapsed());
                 native.push(t.elapsed());
+                continue;
+            }
+            if only_native {
+                let t = Instant::now();
+                native_quote(&client, &base, &key).await?;
+                native.push(t.elapsed());
+                sandboxed.push(t.elapsed());
                 continue;
             }
             let t = Instant::now();

@@ -5,6 +5,10 @@
 //! name, and comma-separated lists for `Vec`). A missing or unconvertible key becomes an
 //! `invalid-request` error naming the key, which is what the operator needs to fix it.
 //!
+//! The host fixes a plugin's configuration when it loads the plugin (a change of configuration
+//! loads the plugin again, in new instances), so the SDK reads it from the host once per instance
+//! and answers [`get`] and [`all`] from that copy.
+//!
 //! [`origin_of`] and [`base_url_hosts`] turn a base-URL setting into the hosts a provider
 //! declares in `info()` (`Capabilities::hosts`), so that the declaration follows the
 //! configuration: a plugin pointed at a loopback simulator declares the simulator's origin.

@@ -41,12 +41,23 @@ mod imp {
         log::write(level, message);
     }
 
+    /// The configuration, read from the host once per instance: the host fixes a plugin's
+    /// configuration when it loads the plugin (a change loads it again, in new instances), so
+    /// every later call reads this copy instead of crossing into the host and back.
+    fn config() -> &'static [(String, String)] {
+        static CONFIG: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        CONFIG.get_or_init(config::all)
+    }
+
     pub fn config_get(key: &str) -> Option<String> {
-        config::get(key)
+        config()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn config_all() -> Vec<(String, String)> {
-        config::all()
+        config().to_vec()
     }
 
     pub fn now_ms() -> u64 {

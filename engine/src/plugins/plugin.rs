@@ -53,15 +53,15 @@ struct Live {
     calls: u32,
 }
 
-/// One request to the plugin.
-enum Req {
+/// One request to the plugin (borrowing its arguments: they are copied into the sandbox).
+enum Req<'a> {
     Info,
-    Quote(GpuSpec),
-    Launch(LaunchRequest),
-    Verify(String),
-    Terminate(String),
+    Quote(&'a GpuSpec),
+    Launch(&'a LaunchRequest),
+    Verify(&'a str),
+    Terminate(&'a str),
     Balance,
-    ListOwned(Tag),
+    ListOwned(&'a Tag),
 }
 
 /// The plugin's answer to a [`Req`].
@@ -177,7 +177,7 @@ impl Runtime {
         }
     }
 
-    async fn run(&self, req: Req, fresh: bool) -> Result<Resp, CallError> {
+    async fn run(&self, req: Req<'_>, fresh: bool) -> Result<Resp, CallError> {
         let _permit = self
             .semaphore
             .acquire()
@@ -243,17 +243,17 @@ fn classify(store: &Store<HostState>, err: &wasmtime::Error) -> CallError {
     )
 }
 
-async fn invoke(live: &mut Live, req: Req) -> wasmtime::Result<Resp> {
+async fn invoke(live: &mut Live, req: Req<'_>) -> wasmtime::Result<Resp> {
     let p = live.bindings.tgp_provider_provider();
     let s = &mut live.store;
     Ok(match req {
         Req::Info => Resp::Info(p.call_info(s).await?),
-        Req::Quote(spec) => Resp::Quote(p.call_quote(s, &spec).await?),
-        Req::Launch(r) => Resp::Instance(p.call_launch(s, &r).await?),
-        Req::Verify(id) => Resp::Instance(p.call_verify(s, &id).await?),
-        Req::Terminate(id) => Resp::Terminate(p.call_terminate(s, &id).await?),
+        Req::Quote(spec) => Resp::Quote(p.call_quote(s, spec).await?),
+        Req::Launch(r) => Resp::Instance(p.call_launch(s, r).await?),
+        Req::Verify(id) => Resp::Instance(p.call_verify(s, id).await?),
+        Req::Terminate(id) => Resp::Terminate(p.call_terminate(s, id).await?),
         Req::Balance => Resp::Balance(p.call_balance(s).await?),
-        Req::ListOwned(tag) => Resp::Instances(p.call_list_owned(s, &tag).await?),
+        Req::ListOwned(tag) => Resp::Instances(p.call_list_owned(s, tag).await?),
     })
 }
 
@@ -373,26 +373,21 @@ impl Plugin {
     }
 
     pub async fn quote(&self, spec: &GpuSpec) -> Result<Vec<Offer>, CallError> {
-        match self.0.runtime.run(Req::Quote(spec.clone()), false).await? {
+        match self.0.runtime.run(Req::Quote(spec), false).await? {
             Resp::Quote(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }
     }
 
     pub async fn launch(&self, req: &LaunchRequest) -> Result<Instance, CallError> {
-        match self.0.runtime.run(Req::Launch(req.clone()), false).await? {
+        match self.0.runtime.run(Req::Launch(req), false).await? {
             Resp::Instance(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }
     }
 
     pub async fn verify(&self, instance_id: &str) -> Result<Instance, CallError> {
-        match self
-            .0
-            .runtime
-            .run(Req::Verify(instance_id.to_owned()), false)
-            .await?
-        {
+        match self.0.runtime.run(Req::Verify(instance_id), false).await? {
             Resp::Instance(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }
@@ -402,7 +397,7 @@ impl Plugin {
         match self
             .0
             .runtime
-            .run(Req::Terminate(instance_id.to_owned()), false)
+            .run(Req::Terminate(instance_id), false)
             .await?
         {
             Resp::Terminate(r) => r.map_err(CallError::Provider),
@@ -418,12 +413,7 @@ impl Plugin {
     }
 
     pub async fn list_owned(&self, owner: &Tag) -> Result<Vec<Instance>, CallError> {
-        match self
-            .0
-            .runtime
-            .run(Req::ListOwned(owner.clone()), false)
-            .await?
-        {
+        match self.0.runtime.run(Req::ListOwned(owner), false).await? {
             Resp::Instances(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }

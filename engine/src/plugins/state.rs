@@ -116,6 +116,14 @@ impl types::Host for HostState {}
 impl http_api::Host for HostState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let shared = self.shared.clone();
+        // Logged here rather than by the guest: a debug line costs nothing when it is filtered
+        // out, and does not use up the plugin's log-line budget.
+        tracing::debug!(
+            provider = %shared.provider,
+            method = %req.method,
+            url = %secrets::redact_cow(&req.url, &shared.secrets),
+            "plugin HTTP request"
+        );
         let budget_left = self.call.deadline.saturating_duration_since(Instant::now());
         match shared.http.send(req, budget_left).await {
             Ok(outcome) => Ok(outcome),

@@ -18,8 +18,8 @@ use crate::settings::Settings;
 const TIMEOUT_MS: u32 = 10_000;
 
 /// An authenticated client for one configured mock cloud.
-pub struct Client {
-    settings: Settings,
+pub struct Client<'s> {
+    settings: &'s Settings,
 }
 
 /// What a `GET`/`DELETE` of one instance found.
@@ -29,8 +29,8 @@ pub enum Lookup<T> {
     Missing,
 }
 
-impl Client {
-    pub fn new(settings: Settings) -> Self {
+impl<'s> Client<'s> {
+    pub fn new(settings: &'s Settings) -> Self {
         Self { settings }
     }
 
@@ -164,10 +164,11 @@ mod tests {
 
     #[test]
     fn sending_natively_fails_cleanly() {
-        let client = Client::new(Settings {
+        let settings = Settings {
             base_url: "http://127.0.0.1:9".into(),
             api_key_secret: "api_key".into(),
-        });
+        };
+        let client = Client::new(&settings);
         assert!(matches!(client.account(), Err(ProviderError::Internal(_))));
     }
 }

@@ -24,8 +24,16 @@ use settings::Settings;
 /// The mock cloud provider.
 pub struct MockProvider;
 
-fn client() -> Result<Client, ProviderError> {
-    Settings::load().map(Client::new)
+/// A client for the configured cloud. The settings are validated on the first call of an
+/// instance and kept: a plugin's configuration is fixed while it is loaded (the SDK reads it
+/// from the host once per instance). A configuration error is not kept, so every call reports it.
+fn client() -> Result<Client<'static>, ProviderError> {
+    static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    if let Some(settings) = SETTINGS.get() {
+        return Ok(Client::new(settings));
+    }
+    let settings = Settings::load()?;
+    Ok(Client::new(SETTINGS.get_or_init(|| settings)))
 }
 
 impl Provider for MockProvider {

@@ -44,7 +44,16 @@ use crate::types::ProviderError;
 
 /// The placeholder the host replaces with the secret `name`: `{{secret:NAME}}`.
 pub fn secret(name: &str) -> String {
-    format!("{{{{secret:{name}}}}}")
+    let mut placeholder = String::with_capacity(name.len() + 11);
+    push_secret(&mut placeholder, name);
+    placeholder
+}
+
+/// Appends the placeholder of secret `name` to `out`.
+fn push_secret(out: &mut String, name: &str) {
+    out.push_str("{{secret:");
+    out.push_str(name);
+    out.push_str("}}");
 }
 
 fn valid_secret_name(name: &str) -> bool {
@@ -75,7 +84,8 @@ pub struct Request {
 pub struct RequestBuilder {
     method: &'static str,
     url: String,
-    query: Vec<(String, String)>,
+    /// Encoded `key=value` pairs joined by `&`, appended to `url` by `build`.
+    query: String,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     timeout_ms: Option<u32>,
@@ -109,7 +119,7 @@ impl RequestBuilder {
         Self {
             method,
             url: url.into(),
-            query: Vec::new(),
+            query: String::new(),
             headers: Vec::new(),
             body: None,
             timeout_ms: None,
@@ -135,13 +145,25 @@ impl RequestBuilder {
             )));
             return self;
         }
-        self.header("Authorization", format!("Bearer {}", secret(secret_name)))
+        let mut value = String::with_capacity(20 + secret_name.len());
+        value.push_str("Bearer ");
+        push_secret(&mut value, secret_name);
+        self.header("Authorization", value)
+    }
+
+    /// Starts the next `key=` of the query string.
+    fn query_key(&mut self, key: &str) {
+        if !self.query.is_empty() {
+            self.query.push('&');
+        }
+        url::encode_into(&mut self.query, key);
+        self.query.push('=');
     }
 
     /// Adds a query parameter; key and value are percent-encoded.
     pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
-        self.query
-            .push((encode_component(key), encode_component(value.as_ref())));
+        self.query_key(key);
+        url::encode_into(&mut self.query, value.as_ref());
         self
     }
 
@@ -154,8 +176,8 @@ impl RequestBuilder {
             )));
             return self;
         }
-        self.query
-            .push((encode_component(key), secret(secret_name)));
+        self.query_key(key);
+        push_secret(&mut self.query, secret_name);
         self
     }
 
@@ -202,7 +224,11 @@ impl RequestBuilder {
         }
         Ok(Request {
             method: self.method.to_string(),
-            url: url::append_query(&self.url, &self.query),
+            url: if self.query.is_empty() {
+                self.url
+            } else {
+                url::append_query(&self.url, &self.query)
+            },
             headers,
             body: self.body,
             timeout_ms: self.timeout_ms,
@@ -210,11 +236,10 @@ impl RequestBuilder {
     }
 
     /// Sends the request through the host. Any status is `Ok`; see
-    /// [`Response::error_for_status`].
+    /// [`Response::error_for_status`]. (The host logs each request at debug level, with the
+    /// provider's name, so the plugin does not spend a log line on it.)
     pub fn send(self) -> Result<Response, HttpError> {
-        let request = self.build()?;
-        crate::debug!("{} {}", request.method, request.url);
-        crate::host::send(request)
+        crate::host::send(self.build()?)
     }
 }
 
@@ -223,7 +248,9 @@ impl RequestBuilder {
 pub struct Response {
     /// Status code.
     pub status: u16,
-    /// Header names and values as received.
+    /// Header names and values as received, except the framing and hop-by-hop headers
+    /// (`content-length`, `transfer-encoding`, `connection`, `te`, `trailer`, `upgrade`): the
+    /// host hands over the whole body, which is the body's length.
     pub headers: Vec<(String, String)>,
     /// Body bytes (the host caps their size).
     pub body: Vec<u8>,
@@ -278,11 +305,15 @@ impl Response {
 
     /// The body decoded as JSON into `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        serde_json::from_slice(&self.body).map_err(|e| DecodeError::Json {
+        let fail = |reason: String| DecodeError::Json {
             status: self.status,
-            reason: e.to_string(),
+            reason,
             snippet: body_snippet(&self.body),
-        })
+        };
+        // JSON is UTF-8: checking the whole body once spares serde_json a check of every string.
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|e| fail(format!("the body is not UTF-8: {e}")))?;
+        serde_json::from_str(text).map_err(|e| fail(e.to_string()))
     }
 
     /// `Err` with the fallback classification of an error status ([`classify_status`]),
@@ -434,6 +465,10 @@ mod tests {
             body: vec![0xff],
         };
         assert_eq!(binary.text(), Err(DecodeError::NotUtf8 { status: 200 }));
+        assert!(matches!(
+            binary.json::<serde_json::Value>(),
+            Err(DecodeError::Json { status: 200, reason, .. }) if reason.contains("UTF-8")
+        ));
     }
 
     #[test]

@@ -7,46 +7,57 @@
 /// Percent-encodes `input` for a query-string key or value.
 pub fn encode_component(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
-    for byte in input.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-    }
+    encode_into(&mut out, input);
     out
+}
+
+fn unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Appends `input`, percent-encoded like [`encode_component`], to `out`.
+pub fn encode_into(out: &mut String, input: &str) {
+    // Keys and values are mostly plain words and numbers: copy runs of unreserved bytes whole.
+    let bytes = input.as_bytes();
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if unreserved(byte) {
+            continue;
+        }
+        // A run of unreserved (ASCII) bytes starts and ends on character boundaries.
+        if start < i {
+            out.push_str(&input[start..i]);
+        }
+        out.push('%');
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        start = i + 1;
+    }
+    if start < bytes.len() {
+        out.push_str(&input[start..]);
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// Appends `pairs` (already encoded) to `url`, before any `#fragment`.
-pub fn append_query(url: &str, pairs: &[(String, String)]) -> String {
-    if pairs.is_empty() {
+/// `url` with `query` (encoded `key=value` pairs joined by `&`) appended, before any
+/// `#fragment`.
+pub fn append_query(url: &str, query: &str) -> String {
+    if query.is_empty() {
         return url.to_string();
     }
     let (base, fragment) = match url.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (url, None),
     };
-    let mut out = String::from(base);
-    let mut separator = if !base.contains('?') {
-        '?'
-    } else if base.ends_with('?') || base.ends_with('&') {
-        '\0'
-    } else {
-        '&'
-    };
-    for (key, value) in pairs {
-        if separator != '\0' {
-            out.push(separator);
-        }
-        out.push_str(key);
-        out.push('=');
-        out.push_str(value);
-        separator = '&';
+    let mut out = String::with_capacity(url.len() + query.len() + 1);
+    out.push_str(base);
+    if !base.contains('?') {
+        out.push('?');
+    } else if !(base.ends_with('?') || base.ends_with('&')) {
+        out.push('&');
     }
+    out.push_str(query);
     if let Some(fragment) = fragment {
         out.push('#');
         out.push_str(fragment);
@@ -72,20 +83,31 @@ mod tests {
 
     #[test]
     fn appends_to_urls_with_or_without_a_query() {
-        let pairs = vec![
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "2".to_string()),
-        ];
-        assert_eq!(append_query("http://h/p", &pairs), "http://h/p?a=1&b=2");
+        let query = "a=1&b=2";
+        assert_eq!(append_query("http://h/p", query), "http://h/p?a=1&b=2");
         assert_eq!(
-            append_query("http://h/p?x=0", &pairs),
+            append_query("http://h/p?x=0", query),
             "http://h/p?x=0&a=1&b=2"
         );
-        assert_eq!(append_query("http://h/p?", &pairs), "http://h/p?a=1&b=2");
+        assert_eq!(append_query("http://h/p?", query), "http://h/p?a=1&b=2");
         assert_eq!(
-            append_query("http://h/p#top", &pairs),
+            append_query("http://h/p?x=0&", query),
+            "http://h/p?x=0&a=1&b=2"
+        );
+        assert_eq!(
+            append_query("http://h/p#top", query),
             "http://h/p?a=1&b=2#top"
         );
-        assert_eq!(append_query("http://h/p", &[]), "http://h/p");
+        assert_eq!(append_query("http://h/p", ""), "http://h/p");
+    }
+
+    #[test]
+    fn encodes_into_an_existing_string() {
+        let mut out = String::from("k=");
+        encode_into(&mut out, "a b/c");
+        encode_into(&mut out, "");
+        encode_into(&mut out, "plain");
+        encode_into(&mut out, "é");
+        assert_eq!(out, "k=a%20b%2Fcplain%C3%A9");
     }
 }

@@ -10,7 +10,8 @@
 pub mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
@@ -25,7 +26,22 @@ use policy::{AllowList, Origin};
 
 /// Redirect hops followed per request.
 const MAX_REDIRECTS: usize = 5;
-const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+const METHODS: [reqwest::Method; 6] = [
+    reqwest::Method::GET,
+    reqwest::Method::POST,
+    reqwest::Method::PUT,
+    reqwest::Method::PATCH,
+    reqwest::Method::DELETE,
+    reqwest::Method::HEAD,
+];
+
+/// The method named `name` (any case) if plugins may use it.
+fn allowed_method(name: &str) -> Option<reqwest::Method> {
+    METHODS
+        .iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(name))
+        .cloned()
+}
 
 /// Trap payload: the plugin asked for an origin it was not granted. Downcast from the call's
 /// error to produce [`crate::plugins::CallError::CapabilityDenied`].
@@ -34,6 +50,19 @@ const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 pub struct CapabilityDenied {
     pub what: String,
 }
+
+/// Response headers a plugin does not get: the framing and hop-by-hop headers of the exchange
+/// between the host and the server. The plugin gets the whole body (its length is the list's),
+/// possibly redacted, so the origin's `content-length` would not describe it anyway; each
+/// header left out is also two strings less to copy into the sandbox.
+const NOT_PASSED: [HeaderName; 6] = [
+    reqwest::header::CONNECTION,
+    reqwest::header::CONTENT_LENGTH,
+    reqwest::header::TE,
+    reqwest::header::TRAILER,
+    reqwest::header::TRANSFER_ENCODING,
+    reqwest::header::UPGRADE,
+];
 
 /// Builds the host's shared HTTP client: no automatic redirects, no proxies (they would bypass
 /// the address checks), and a resolver that refuses non-public addresses.
@@ -54,19 +83,26 @@ pub struct HttpContext {
     allow: AllowList,
     secrets: BTreeMap<String, SecretValue>,
     limits: Limits,
-    /// Origins a request was sent to (allowed ones only), for diagnostics and the conformance
-    /// kit's check of the plugin's declared hosts.
-    contacted: Mutex<BTreeSet<String>>,
+    /// Which allow-list entries a request was sent to, for diagnostics and the conformance
+    /// kit's check of the plugin's declared hosts (a flag per entry: noting a request costs no
+    /// allocation and no lock).
+    contacted: Vec<AtomicBool>,
 }
 
 impl HttpContext {
     pub fn new(client: reqwest::Client, grants: &Grants) -> Self {
+        let allow = AllowList::parse(&grants.allowed_hosts, &grants.provider_name);
+        let contacted = allow
+            .origins()
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
         Self {
             client,
-            allow: AllowList::parse(&grants.allowed_hosts, &grants.provider_name),
+            allow,
             secrets: grants.secrets.clone(),
             limits: grants.limits.clone(),
-            contacted: Mutex::new(BTreeSet::new()),
+            contacted,
         }
     }
 
@@ -77,16 +113,25 @@ impl HttpContext {
 
     /// Every origin a request was sent to so far (normalised, sorted).
     pub fn contacted(&self) -> Vec<String> {
-        self.contacted
-            .lock()
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
+        let origins: BTreeSet<String> = self
+            .allow
+            .origins()
+            .iter()
+            .zip(&self.contacted)
+            .filter(|(_, flag)| flag.load(Ordering::Relaxed))
+            .map(|(origin, _)| origin.to_string())
+            .collect();
+        origins.into_iter().collect()
     }
 
-    fn note_contacted(&self, origin: &Origin) {
-        let origin = origin.to_string();
-        if let Ok(mut set) = self.contacted.lock() {
-            set.insert(origin);
+    /// Whether `url`'s origin is allowed; if so, notes that a request is sent to it.
+    fn admit(&self, url: &Url) -> bool {
+        match self.allow.position_of(url) {
+            Some(i) => {
+                self.contacted[i].store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -101,31 +146,26 @@ impl HttpContext {
         req: Request,
         budget_left: Duration,
     ) -> Result<Result<Response, HttpError>, CapabilityDenied> {
-        let method_name = req.method.to_ascii_uppercase();
-        if !METHODS.contains(&method_name.as_str()) {
+        let Some(method) = allowed_method(&req.method) else {
             return Ok(Err(HttpError::Invalid(format!(
                 "method `{}` is not allowed",
                 self.redact(&req.method)
             ))));
-        }
-        let Ok(mut method) = reqwest::Method::from_bytes(method_name.as_bytes()) else {
-            return Ok(Err(HttpError::Invalid("bad method".into())));
         };
-        let mut url = match Url::parse(&req.url) {
+        let url = match Url::parse(&req.url) {
             Ok(u) => u,
             Err(e) => return Ok(Err(HttpError::Invalid(format!("bad URL: {e}")))),
         };
-        let Some(origin) = Origin::of(&url) else {
-            return Ok(Err(HttpError::Invalid(
-                "only http and https URLs with a host are supported".into(),
-            )));
-        };
-        if !self.allow.allows(&origin) {
-            return Err(CapabilityDenied {
-                what: origin.to_string(),
-            });
+        if !self.admit(&url) {
+            return match Origin::of(&url) {
+                Some(origin) => Err(CapabilityDenied {
+                    what: origin.to_string(),
+                }),
+                None => Ok(Err(HttpError::Invalid(
+                    "only http and https URLs with a host are supported".into(),
+                ))),
+            };
         }
-        self.note_contacted(&origin);
         let requested = req
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
@@ -135,53 +175,57 @@ impl HttpContext {
             })
             .min(budget_left);
         let deadline = Instant::now() + timeout;
-        let mut body = req.body;
+        // One timer bounds the whole exchange (every redirect hop and the body), rather than
+        // one per request, per hop and per body chunk: each timer costs a registration in the
+        // runtime's timer wheel and a bounded wait in the I/O driver.
+        let exchange = self.exchange(method, url, req.headers, req.body);
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(outcome) => Ok(outcome),
+            Err(_) => Ok(Err(HttpError::Timeout)),
+        }
+    }
+
+    /// The request and its redirect hops (each checked against the allow-list), then the
+    /// response; the caller bounds it in time.
+    async fn exchange(
+        &self,
+        mut method: reqwest::Method,
+        mut url: Url,
+        headers: Vec<Header>,
+        mut body: Option<Vec<u8>>,
+    ) -> Result<Response, HttpError> {
         let mut hops = 0;
         loop {
-            let (real_url, headers) = match self.prepare(&url, &req.headers) {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            };
-            let mut builder = self
-                .client
-                .request(method.clone(), real_url)
-                .headers(headers);
+            let mut request = reqwest::Request::new(method.clone(), self.real_url(&url)?);
+            *request.headers_mut() = self.header_map(&headers)?;
             if let Some(b) = &body {
-                builder = builder.body(b.clone());
+                *request.body_mut() = Some(reqwest::Body::from(b.clone()));
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let resp =
-                match tokio::time::timeout_at(deadline, builder.timeout(remaining).send()).await {
-                    Err(_) => return Ok(Err(HttpError::Timeout)),
-                    Ok(Err(e)) => return Ok(Err(self.map_error(&e))),
-                    Ok(Ok(r)) => r,
-                };
+            let resp = self
+                .client
+                .execute(request)
+                .await
+                .map_err(|e| self.map_error(&e))?;
             if resp.status().is_redirection()
                 && let Some(location) = resp.headers().get(LOCATION)
             {
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    return Ok(Err(HttpError::Connect(format!(
+                    return Err(HttpError::Connect(format!(
                         "too many redirects (more than {MAX_REDIRECTS})"
-                    ))));
+                    )));
                 }
                 let location = self.redact(&String::from_utf8_lossy(location.as_bytes()));
-                let next = match url.join(&location) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        return Ok(Err(HttpError::Invalid(format!(
-                            "bad redirect location: {e}"
-                        ))));
-                    }
-                };
-                match Origin::of(&next) {
-                    Some(o) if self.allow.allows(&o) => self.note_contacted(&o),
-                    Some(o) => {
-                        return Ok(Err(HttpError::Denied(format!(
-                            "redirect to {o} is not on the allow-list"
-                        ))));
-                    }
-                    None => return Ok(Err(HttpError::Denied("redirect to a non-http URL".into()))),
+                let next = url
+                    .join(&location)
+                    .map_err(|e| HttpError::Invalid(format!("bad redirect location: {e}")))?;
+                if !self.admit(&next) {
+                    return Err(match Origin::of(&next) {
+                        Some(o) => {
+                            HttpError::Denied(format!("redirect to {o} is not on the allow-list"))
+                        }
+                        None => HttpError::Denied("redirect to a non-http URL".into()),
+                    });
                 }
                 let status = resp.status().as_u16();
                 if status == 303
@@ -193,48 +237,52 @@ impl HttpContext {
                 url = next;
                 continue;
             }
-            return Ok(self.read(resp, deadline).await);
+            return self.read(resp).await;
         }
     }
 
-    /// Substitutes secrets into the URL and headers (the origin was already allowed).
-    fn prepare(&self, url: &Url, headers: &[Header]) -> Result<(Url, HeaderMap), HttpError> {
+    /// The URL to request: `url` with its secret placeholders substituted (the origin was
+    /// already allowed, and substitution may not change it).
+    fn real_url(&self, url: &Url) -> Result<Url, HttpError> {
         // Most URLs hold no placeholder (keys usually travel in a header): skip the second parse.
-        let real = if url.as_str().contains("{{secret:") || url.as_str().contains("%7B%7Bsecret:") {
-            let substituted = secrets::substitute_url(url.as_str(), &self.secrets)
-                .map_err(|e| HttpError::Denied(e.to_string()))?;
-            let real = Url::parse(&substituted)
-                .map_err(|_| HttpError::Invalid("URL invalid after secret substitution".into()))?;
-            if Origin::of(&real) != Origin::of(url) {
-                return Err(HttpError::Denied(
-                    "secret substitution may not change the origin".into(),
-                ));
-            }
-            real
-        } else {
-            url.clone()
-        };
-        let mut map = HeaderMap::new();
+        let text = url.as_str();
+        if !secrets::contains(text.as_bytes(), b"{{secret:")
+            && !secrets::contains(text.as_bytes(), b"%7B%7Bsecret:")
+        {
+            return Ok(url.clone());
+        }
+        let substituted = secrets::substitute_url(text, &self.secrets)
+            .map_err(|e| HttpError::Denied(e.to_string()))?;
+        let real = Url::parse(&substituted)
+            .map_err(|_| HttpError::Invalid("URL invalid after secret substitution".into()))?;
+        if Origin::of(&real) != Origin::of(url) {
+            return Err(HttpError::Denied(
+                "secret substitution may not change the origin".into(),
+            ));
+        }
+        Ok(real)
+    }
+
+    /// The request headers with their secret placeholders substituted (the origin was already
+    /// allowed).
+    fn header_map(&self, headers: &[Header]) -> Result<HeaderMap, HttpError> {
+        let mut map = HeaderMap::with_capacity(headers.len());
         for h in headers {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
                 HttpError::Invalid(format!("bad header name `{}`", self.redact(&h.name)))
             })?;
-            let value = secrets::substitute(&h.value, &self.secrets)
+            let value = secrets::substitute_cow(&h.value, &self.secrets)
                 .map_err(|e| HttpError::Denied(e.to_string()))?;
             // Never echo a header value: it may hold a secret now.
             let value = HeaderValue::from_str(&value)
                 .map_err(|_| HttpError::Invalid(format!("bad value for header `{name}`")))?;
             map.append(name, value);
         }
-        Ok((real, map))
+        Ok(map)
     }
 
     /// Reads the response, streaming the body and stopping past the cap.
-    async fn read(
-        &self,
-        mut resp: reqwest::Response,
-        deadline: Instant,
-    ) -> Result<Response, HttpError> {
+    async fn read(&self, mut resp: reqwest::Response) -> Result<Response, HttpError> {
         let cap = self.limits.max_response_bytes;
         if resp.content_length().is_some_and(|len| len > cap) {
             return Err(HttpError::TooLarge(cap));
@@ -243,24 +291,24 @@ impl HttpContext {
         let headers = resp
             .headers()
             .iter()
+            .filter(|(name, _)| !NOT_PASSED.contains(name))
             .map(|(name, value)| Header {
                 name: name.as_str().to_owned(),
-                value: self.redact(&String::from_utf8_lossy(value.as_bytes())),
+                value: secrets::redact_cow(
+                    &String::from_utf8_lossy(value.as_bytes()),
+                    &self.secrets,
+                )
+                .into_owned(),
             })
             .collect();
-        let mut body = Vec::new();
-        loop {
-            match tokio::time::timeout_at(deadline, resp.chunk()).await {
-                Err(_) => return Err(HttpError::Timeout),
-                Ok(Err(e)) => return Err(self.map_error(&e)),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => {
-                    if (body.len() + chunk.len()) as u64 > cap {
-                        return Err(HttpError::TooLarge(cap));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+        // Sized from the announced length (already checked against the cap) when there is one.
+        let expected = resp.content_length().unwrap_or(0);
+        let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.map_error(&e))? {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Err(HttpError::TooLarge(cap));
             }
+            body.extend_from_slice(&chunk);
         }
         Ok(Response {
             status,

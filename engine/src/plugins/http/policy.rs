@@ -40,6 +40,26 @@ impl Origin {
         Some(Self { scheme, host, port })
     }
 
+    /// Whether `url` has this origin: `Origin::of(url) == Some(self)`, without building one
+    /// (this runs on every request).
+    pub fn is_of(&self, url: &Url) -> bool {
+        if url.port_or_known_default() != Some(self.port)
+            || !url.scheme().eq_ignore_ascii_case(&self.scheme)
+        {
+            return false;
+        }
+        match url.host() {
+            Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case(&self.host),
+            Some(url::Host::Ipv4(ip)) => self.host.parse::<Ipv4Addr>() == Ok(ip),
+            Some(url::Host::Ipv6(ip)) => self
+                .host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .is_some_and(|h| h.parse::<Ipv6Addr>() == Ok(ip)),
+            None => false,
+        }
+    }
+
     /// Parses an origin written as `scheme://host[:port]` (an allow-list entry, or a host a
     /// plugin declares): http or https, a host, no user info, path (a lone `/` is accepted),
     /// query or fragment. The host is lowercased and the port defaults by scheme, exactly as for
@@ -93,6 +113,11 @@ impl AllowList {
 
     pub fn allows(&self, origin: &Origin) -> bool {
         self.origins.iter().any(|o| o == origin)
+    }
+
+    /// The index of `url`'s origin in [`AllowList::origins`], if it is allowed.
+    pub fn position_of(&self, url: &Url) -> Option<usize> {
+        self.origins.iter().position(|o| o.is_of(url))
     }
 }
 
@@ -216,6 +241,34 @@ mod tests {
         assert!(!list.allows(&o("http://api.example.com/")));
         assert!(list.allows(&o("http://127.0.0.1:8080/x")));
         assert!(!list.allows(&o("http://127.0.0.1:8081/x")));
+        // The allocation-free check agrees with building the origin.
+        let list = AllowList::parse(
+            &[
+                "https://api.example.com".into(),
+                "http://127.0.0.1:8080".into(),
+                "http://[::1]:9".into(),
+            ],
+            "t",
+        );
+        for url in [
+            "https://api.example.com:443/v1?x=1",
+            "https://API.example.com./",
+            "http://api.example.com/",
+            "https://api.example.com:8443/",
+            "http://127.0.0.1:8080/x",
+            "http://127.0.0.1:8081/x",
+            "http://127.000.0.1:8080/x",
+            "http://[::1]:9/",
+            "http://[0:0::1]:9/",
+            "http://[::2]:9/",
+            "ftp://api.example.com/",
+            "data:text/plain,x",
+        ] {
+            let parsed = Url::parse(url).unwrap_or_else(|_| panic!("{url}"));
+            let by_origin =
+                Origin::of(&parsed).and_then(|o| list.origins().iter().position(|a| *a == o));
+            assert_eq!(list.position_of(&parsed), by_origin, "{url}");
+        }
         for ip in [
             "127.0.0.1",
             "10.1.2.3",
