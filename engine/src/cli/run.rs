@@ -64,7 +64,11 @@ pub struct BootstrapArgs {
     #[arg(long, default_value = "/dev/nvme0n1")]
     pub install_disk: String,
     /// Secret (in --namespace) holding the Tailscale OAuth client (keys client-id, client-secret).
-    #[arg(long, env = "TGP_TAILSCALE_SECRET", default_value = "tgp-tailscale-oauth")]
+    #[arg(
+        long,
+        env = "TGP_TAILSCALE_SECRET",
+        default_value = "tgp-tailscale-oauth"
+    )]
     pub tailscale_secret: String,
     /// Tailscale API base URL.
     #[arg(long, default_value = "https://api.tailscale.com")]

@@ -17,8 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use rand::Rng;
 use tgp_cloudsim::talos_join::{BoxFuture, STARTUP_TAINT};
 use tgp_cloudsim::{
-    BootedInstance, JoinConfig, JoinSimulator, NodeSink, SimNode, TailscaleSim,
-    TailscaleSimConfig,
+    BootedInstance, JoinConfig, JoinSimulator, NodeSink, SimNode, TailscaleSim, TailscaleSimConfig,
 };
 
 use super::{DevEnv, E2E_LABEL, NAMESPACE};
@@ -29,8 +28,7 @@ pub const NODE_TAG: &str = "tag:tgp-gpu";
 /// The control-plane endpoint written into worker configurations (never contacted).
 pub const ENDPOINT: &str = "https://127.0.0.1:6443";
 /// A syntactically valid Image Factory schematic id for tests.
-pub const TEST_SCHEMATIC: &str =
-    "c9078f9419961640c712a8bf2bb9174933dfcf1da383fd8ea2b7dc21493f8bac";
+pub const TEST_SCHEMATIC: &str = "c9078f9419961640c712a8bf2bb9174933dfcf1da383fd8ea2b7dc21493f8bac";
 
 /// The Talos pieces of a [`DevEnv`].
 pub struct TalosEnv {

@@ -213,7 +213,9 @@ async fn orphan_nodes(
                             }
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(node = %name, "garbage collection: looking up its Tailscale device: {e}"),
+                        Err(e) => {
+                            tracing::warn!(node = %name, "garbage collection: looking up its Tailscale device: {e}")
+                        }
                     }
                 }
             }

@@ -33,10 +33,10 @@ pub use handle::SimHandle;
 pub use lambda::{LambdaCloud, LambdaConfig, LambdaTypeSpec, SimLambdaInstance, SshKeySpec};
 pub use mock::{Endpoint, InstanceStatus, MockCloud, MockCloudConfig, OfferSpec, SimInstance};
 pub use runpod::{GpuTypeSpec, RunpodCloud, RunpodConfig, SimPod};
-pub use vast::{SimVastInstance, VastCloud, VastConfig, VastOfferSpec};
 pub use tailscale::{
     EnrolRefusal, SimDevice, SimEvent, SimEventKind, SimKey, TailscaleSim, TailscaleSimConfig,
 };
 pub use talos_join::{
     BootedInstance, JoinConfig, JoinOutcome, JoinRefusal, JoinSimulator, NodeSink, SimNode,
 };
+pub use vast::{SimVastInstance, VastCloud, VastConfig, VastOfferSpec};

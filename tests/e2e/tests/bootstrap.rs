@@ -77,9 +77,7 @@ async fn start_talos_timed(
     let mut env = DevEnv::start(clouds, devenv::fast_settings())
         .await
         .expect("dev environment starts");
-    env.enable_talos(timing)
-        .await
-        .expect("talos environment");
+    env.enable_talos(timing).await.expect("talos environment");
     tweak(&mut env);
     env.start_operator("op-1").await.expect("operator starts");
     env.wait_providers_loaded(T).await.expect("providers load");
@@ -131,9 +129,8 @@ async fn full_join_registers_initializes_and_consumes_the_key() {
         "Ready came after Joining: {phases:?}"
     );
     // Registered is not Ready: the operator saw the Node and went on waiting for its GPUs.
-    let is_true = |r: &tgp::crd::GPURequest, c: &str| {
-        condition(r, c).is_some_and(|c| c.status == "True")
-    };
+    let is_true =
+        |r: &tgp::crd::GPURequest, c: &str| condition(r, c).is_some_and(|c| c.status == "True");
     assert!(
         watched.states.iter().any(|s| phase(s) == Phase::Joining
             && is_true(s, "Registered")
@@ -161,20 +158,30 @@ async fn full_join_registers_initializes_and_consumes_the_key() {
         ("tgp.io/gpu-type", "H100-SXM"),
         ("tgp.io/instance-id", id.as_str()),
     ] {
-        assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}: {labels:?}");
+        assert_eq!(
+            labels.get(k).map(String::as_str),
+            Some(v),
+            "label {k}: {labels:?}"
+        );
     }
     let taints = node.spec.clone().and_then(|s| s.taints).unwrap_or_default();
     assert!(
-        taints
-            .iter()
-            .any(|t| t.key == "tgp.io/dedicated" && t.value.as_deref() == Some("gpu") && t.effect == "NoSchedule"),
+        taints.iter().any(|t| t.key == "tgp.io/dedicated"
+            && t.value.as_deref() == Some("gpu")
+            && t.effect == "NoSchedule"),
         "{taints:?}"
     );
     assert!(
-        !taints.iter().any(|t| t.key == "node.kubernetes.io/not-ready"),
+        !taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/not-ready"),
         "Ready only once the startup taint is gone: {taints:?}"
     );
-    let alloc = node.status.clone().and_then(|s| s.allocatable).unwrap_or_default();
+    let alloc = node
+        .status
+        .clone()
+        .and_then(|s| s.allocatable)
+        .unwrap_or_default();
     assert_eq!(alloc.get("nvidia.com/gpu").map(|q| q.0.as_str()), Some("1"));
 
     // The key: one, single-use, ephemeral, pre-authorised, tagged, consumed by this node.
@@ -183,13 +190,19 @@ async fn full_join_registers_initializes_and_consumes_the_key() {
     assert_eq!(keys.len(), 1, "one key per request: {keys:?}");
     let key = &keys[0];
     assert_eq!(Some(&key.id), bs.tailscale_key_id.as_ref());
-    assert!(!key.reusable && key.ephemeral && key.preauthorized, "{key:?}");
+    assert!(
+        !key.reusable && key.ephemeral && key.preauthorized,
+        "{key:?}"
+    );
     assert_eq!(key.tags, vec!["tag:tgp-gpu".to_string()]);
     assert!(key.used, "the key was consumed by the join: {key:?}");
     let devices = ts.live_devices();
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_eq!(devices[0].hostname, node_name);
-    assert_eq!(bs.tailscale_device_id.as_deref(), Some(devices[0].id.as_str()));
+    assert_eq!(
+        bs.tailscale_device_id.as_deref(),
+        Some(devices[0].id.as_str())
+    );
     // Used once: the same configuration on a second machine would be refused.
     assert!(ts.enrol(&key.key, "impostor").is_err());
 
@@ -243,13 +256,19 @@ async fn wrong_bootstrap_token_never_joins_and_is_terminated_after_the_timeout()
         .await
         .unwrap();
     let r = env
-        .wait_for("badtoken", T, |r| matches!(phase(r), Phase::Failed | Phase::Ready))
+        .wait_for("badtoken", T, |r| {
+            matches!(phase(r), Phase::Failed | Phase::Ready)
+        })
         .await
         .unwrap();
     assert_eq!(phase(&r), Phase::Failed, "{}", dump(&r));
     let ready = condition(&r, "Ready").unwrap();
     assert_eq!(ready.reason, "RegistrationTimeout", "{}", dump(&r));
-    assert!(ready.message.contains("did not register within 3s"), "{}", ready.message);
+    assert!(
+        ready.message.contains("did not register within 3s"),
+        "{}",
+        ready.message
+    );
     assert!(ready.message.contains("terminated"), "{}", ready.message);
     let st = r.status.clone().unwrap();
     let attempt = st
@@ -263,7 +282,14 @@ async fn wrong_bootstrap_token_never_joins_and_is_terminated_after_the_timeout()
         o,
         JoinOutcome::Refused { instance_id, reason: JoinRefusal::WrongBootstrapToken } if *instance_id == id
     )), "{:?}", env.talos().join.outcomes());
-    assert!(node_api(&env).list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        node_api(&env)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(env.talos().tailscale.live_devices().is_empty());
     let keys = env.talos().tailscale.keys();
     assert!(keys.iter().all(|k| !k.used && k.deleted), "{keys:?}");
@@ -294,9 +320,21 @@ async fn missing_talos_secret_key_blocks_before_any_provider_call() {
         .await
         .unwrap();
     let ready = condition(&r, "Ready").unwrap();
-    assert!(ready.message.contains("bootstrap-token"), "{}", ready.message);
-    assert!(ready.message.contains("tgp-system/tgp-talos-secrets"), "{}", ready.message);
-    assert!(ready.message.contains("nothing was launched"), "{}", ready.message);
+    assert!(
+        ready.message.contains("bootstrap-token"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("tgp-system/tgp-talos-secrets"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("nothing was launched"),
+        "{}",
+        ready.message
+    );
     assert_eq!(phase(&r), Phase::Pending);
     // Several retries later: still no launch, not even a quote.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -373,9 +411,18 @@ async fn delete_drains_then_removes_node_device_and_instance_in_order() {
         .find(|c| c.endpoint == Endpoint::Delete.key() && c.path.contains(&id) && c.status < 300)
         .expect("the instance was terminated")
         .answered_at;
-    assert!(evicted < node_deleted, "pods evicted before the node is deleted");
-    assert!(node_deleted < device_deleted, "node deleted before its device");
-    assert!(device_deleted < terminated, "device deleted before the instance ends");
+    assert!(
+        evicted < node_deleted,
+        "pods evicted before the node is deleted"
+    );
+    assert!(
+        node_deleted < device_deleted,
+        "node deleted before its device"
+    );
+    assert!(
+        device_deleted < terminated,
+        "device deleted before the instance ends"
+    );
 
     assert!(
         Api::<Pod>::namespaced(env.client.clone(), "default")
@@ -393,7 +440,11 @@ async fn delete_drains_then_removes_node_device_and_instance_in_order() {
         .list(&ListParams::default())
         .await
         .unwrap();
-    assert!(!serde_json::to_string(&events.items).unwrap().contains(&key.key));
+    assert!(
+        !serde_json::to_string(&events.items)
+            .unwrap()
+            .contains(&key.key)
+    );
     env.shutdown().await;
 }
 
@@ -449,7 +500,8 @@ async fn container_only_providers_are_skipped_with_reasons() {
     let quoted = condition(&r, "Quoted").expect("Quoted condition");
     assert_eq!(quoted.status, "False");
     assert!(
-        quoted.message.contains("runpod: NoTalosBoot") && quoted.message.contains("vast: NoTalosBoot"),
+        quoted.message.contains("runpod: NoTalosBoot")
+            && quoted.message.contains("vast: NoTalosBoot"),
         "{}",
         quoted.message
     );
@@ -458,7 +510,9 @@ async fn container_only_providers_are_skipped_with_reasons() {
     let launches = ["podFindAndDeployOnDemand", "podRentInterruptable", "launch"];
     for (name, calls) in [("runpod", runpod.calls()), ("vast", vast.calls())] {
         assert!(
-            calls.iter().all(|c| !launches.contains(&c.endpoint.as_str())),
+            calls
+                .iter()
+                .all(|c| !launches.contains(&c.endpoint.as_str())),
             "{name} got no launch: {calls:?}"
         );
     }
@@ -511,7 +565,14 @@ async fn idle_timeout_counts_from_the_last_gpu_pod() {
     let ready = condition(&r, "Ready").unwrap();
     assert_eq!(ready.reason, "IdleTimeout", "{}", dump(&r));
     support::wait_no_live_instances(&env, T).await.unwrap();
-    assert!(node_api(&env).list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        node_api(&env)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let _ = NAMESPACE;
     env.shutdown().await;
 }
@@ -571,7 +632,9 @@ async fn tailscale_failures_never_block_termination() {
     // down to the last, which gives up and says what to do.
     let logs = captured_logs();
     assert!(
-        logs.lines().any(|l| l.contains("TailscaleCleanupFailed") && l.contains(&node_name) && l.contains("giving up")),
+        logs.lines().any(|l| l.contains("TailscaleCleanupFailed")
+            && l.contains(&node_name)
+            && l.contains("giving up")),
         "the final attempt is reported"
     );
     env.shutdown().await;
@@ -603,12 +666,18 @@ async fn force_deleted_request_leaves_no_node_behind() {
     support::wait_no_live_instances(&env, T).await.unwrap();
     let deadline = Instant::now() + T;
     while node_api(&env).get_opt(&node_name).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the orphaned node was never deleted");
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned node was never deleted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + T;
     while !env.talos().tailscale.live_devices().is_empty() {
-        assert!(Instant::now() < deadline, "the orphaned node's device was never deleted");
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned node's device was never deleted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.shutdown().await;

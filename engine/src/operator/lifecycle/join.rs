@@ -22,9 +22,9 @@ use kube::runtime::controller::Action;
 use crate::bootstrap::delivery::{self, BootAssets, Delivery};
 use crate::bootstrap::node::{self as nodes, Initialization};
 use crate::bootstrap::secret::SecretString;
-use crate::bootstrap::talos_config::{self, Taint, TailscaleEnrolment, WorkerConfig};
-use crate::bootstrap::talos_secrets::TalosSecrets;
 use crate::bootstrap::tailscale::{TailscaleClient, TailscaleConfig};
+use crate::bootstrap::talos_config::{self, TailscaleEnrolment, Taint, WorkerConfig};
+use crate::bootstrap::talos_secrets::TalosSecrets;
 use crate::crd::GPUProvider;
 use crate::crd::gpurequest::{BootstrapStatus, GPURequest, OnFailure, PendingLaunch, Phase};
 use crate::operator::duration;
@@ -84,7 +84,8 @@ fn secret_values(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect();
     for (k, v) in secret.string_data.iter().flatten() {
-        out.entry(k.clone()).or_insert_with(|| v.as_bytes().to_vec());
+        out.entry(k.clone())
+            .or_insert_with(|| v.as_bytes().to_vec());
     }
     out
 }
@@ -135,7 +136,10 @@ pub(crate) async fn tailscale_client(ctx: &Ctx) -> Result<TailscaleClient, Block
     let api_base = url::Url::parse(&b.tailscale_api).map_err(|e| {
         blocked(
             "BootstrapNotConfigured",
-            format!("the Tailscale API URL {:?} is invalid: {e}", b.tailscale_api),
+            format!(
+                "the Tailscale API URL {:?} is invalid: {e}",
+                b.tailscale_api
+            ),
         )
     })?;
     let client = TailscaleClient::new(TailscaleConfig {
@@ -230,7 +234,11 @@ pub(super) async fn user_data(
     let b = &w.ctx.settings.bootstrap;
     let hostname = pending.instance_name.clone();
     // A key minted for an earlier launch pass that found no instance was never used: drop it.
-    if let Some(old) = w.st.bootstrap.as_ref().and_then(|s| s.tailscale_key_id.clone()) {
+    if let Some(old) =
+        w.st.bootstrap
+            .as_ref()
+            .and_then(|s| s.tailscale_key_id.clone())
+    {
         if let Err(e) = inputs.tailscale.delete_key(&old).await {
             tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {old}: {e}");
         }
@@ -418,9 +426,13 @@ pub(super) async fn join_step(
                     b.tailnet_ip = device.addresses.first().cloned();
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(node = %hostname, "looking up the node's Tailscale device: {e}"),
+                Err(e) => {
+                    tracing::warn!(node = %hostname, "looking up the node's Tailscale device: {e}")
+                }
             },
-            Err(b) => tracing::warn!(node = %hostname, "looking up the node's Tailscale device: {}", b.message),
+            Err(b) => {
+                tracing::warn!(node = %hostname, "looking up the node's Tailscale device: {}", b.message)
+            }
         }
         if let Some(id) = w.st.instance_id.clone().filter(|id| valid_label_value(id)) {
             let patch = serde_json::json!({"metadata": {"labels": {INSTANCE_LABEL: id}}});
@@ -495,9 +507,13 @@ async fn registration_failed(
             .await
         {
             Ok(o) => format!("instance {id} terminated ({o:?})"),
-            Err(e) => format!("terminating instance {id} failed ({e}); garbage collection will retry"),
+            Err(e) => {
+                format!("terminating instance {id} failed ({e}); garbage collection will retry")
+            }
         },
-        None => format!("provider {provider} is not loaded; garbage collection will terminate {id}"),
+        None => {
+            format!("provider {provider} is not loaded; garbage collection will terminate {id}")
+        }
     };
     let offer = w.st.offer.clone();
     w.attempt(
@@ -515,7 +531,11 @@ async fn registration_failed(
     w.st.node_name = None;
     w.st.bootstrap = None;
     if w.req.spec.on_failure == OnFailure::Replace {
-        w.note(true, reason, format!("{message}; {cleanup}; trying the next offer"));
+        w.note(
+            true,
+            reason,
+            format!("{message}; {cleanup}; trying the next offer"),
+        );
         w.cond(
             cond::READY,
             false,
@@ -567,7 +587,10 @@ pub(super) async fn idle_check(
     let idle = clock::since(since, w.now);
     if idle >= idle_timeout {
         let what = if last.is_some() {
-            format!("no pod has used the GPUs of node {node} since {}", clock::text(since))
+            format!(
+                "no pod has used the GPUs of node {node} since {}",
+                clock::text(since)
+            )
         } else {
             format!("no pod has used the GPUs of node {node} since it became ready")
         };

@@ -539,7 +539,12 @@ async fn launch_recorded(
             match join::user_data(w, inputs, &pending, how).await {
                 Ok(doc) => Some(doc),
                 Err(b) => {
-                    w.cond(cond::LAUNCHED, false, b.reason, format!("{}; retrying", b.message));
+                    w.cond(
+                        cond::LAUNCHED,
+                        false,
+                        b.reason,
+                        format!("{}; retrying", b.message),
+                    );
                     w.note(true, b.reason, b.message);
                     return Ok(Action::requeue(w.ctx.retry_delay(w.req)));
                 }
@@ -1053,16 +1058,17 @@ fn delivery_names(list: &[crate::plugins::BootstrapDelivery]) -> String {
     if list.is_empty() {
         return "none".into();
     }
-    list.iter()
-        .map(|d| d.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    list.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// Deletes a minted Tailscale key that no instance will use (best effort: it is single-use and
 /// expires anyway) and forgets the join state.
 async fn drop_unused_key(w: &mut Work<'_>) {
-    let Some(key) = w.st.bootstrap.as_ref().and_then(|b| b.tailscale_key_id.clone()) else {
+    let Some(key) =
+        w.st.bootstrap
+            .as_ref()
+            .and_then(|b| b.tailscale_key_id.clone())
+    else {
         return;
     };
     match join::tailscale_client(w.ctx).await {
@@ -1071,7 +1077,9 @@ async fn drop_unused_key(w: &mut Work<'_>) {
                 tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {key}: {e}");
             }
         }
-        Err(b) => tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {key}: {}", b.message),
+        Err(b) => {
+            tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {key}: {}", b.message)
+        }
     }
     w.st.bootstrap = None;
 }

@@ -135,8 +135,13 @@ pub(crate) async fn node_and_tailnet(
     let limit = ctx.settings.bootstrap.tailscale_cleanup_attempts;
     let mut tailscale_pending = false;
     if bs.tailscale_cleaned_at.is_none() && bs.tailscale_cleanup_failures < limit {
-        match tailscale_cleanup(ctx, &bs.tailscale_key_id, &bs.tailscale_device_id, &hostname)
-            .await
+        match tailscale_cleanup(
+            ctx,
+            &bs.tailscale_key_id,
+            &bs.tailscale_device_id,
+            &hostname,
+        )
+        .await
         {
             Ok(done) => {
                 bs.tailscale_cleaned_at = Some(clock::text(now));
