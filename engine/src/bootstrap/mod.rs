@@ -22,7 +22,7 @@ pub mod secret;
 pub mod tailscale;
 pub mod talos_config;
 pub mod talos_secrets;
-mod validate;
+pub(crate) mod validate;
 
 pub use delivery::{BootAssets, Delivery, user_data};
 pub use node::{DrainProgress, GPU_RESOURCE, GpuUse, Initialization, STARTUP_TAINTS};

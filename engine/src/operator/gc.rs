@@ -204,19 +204,13 @@ async fn orphan_nodes(
                 report.nodes_deleted.push(name.clone());
                 state.first_seen.remove(&key);
                 still_orphaned.remove(&key);
-                // Its tailnet device, if the tailnet is configured (best effort).
-                if let Ok(ts) = super::lifecycle::join::tailscale_client(ctx).await {
-                    match ts.find_device(&name).await {
-                        Ok(Some(d)) => {
-                            if let Err(e) = ts.delete_device(&d.id).await {
-                                tracing::warn!(node = %name, "garbage collection: deleting its Tailscale device: {e}");
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(node = %name, "garbage collection: looking up its Tailscale device: {e}")
-                        }
-                    }
+                // Its tailnet device, found by hostname as in any teardown (best effort).
+                let hostname = Some(name.clone());
+                if let Err(e) =
+                    super::lifecycle::teardown::tailscale_cleanup(ctx, &None, &None, &hostname)
+                        .await
+                {
+                    tracing::warn!(node = %name, "garbage collection: removing its Tailscale device: {e}");
                 }
             }
             Err(e) => {

@@ -205,11 +205,7 @@ pub(crate) fn delivery_for(supported: &[BootstrapDelivery]) -> Option<Delivery> 
 }
 
 fn valid_label_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && v.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    crate::bootstrap::validate::label_value(v).is_ok()
 }
 
 /// The `tgp.io/request` label value: the request's name, or its UID when the name cannot be a

@@ -134,6 +134,11 @@ pub(crate) async fn node_and_tailnet(
     }
     let limit = ctx.settings.bootstrap.tailscale_cleanup_attempts;
     let mut tailscale_pending = false;
+    if bs.tailscale_key_id.is_none() && bs.tailscale_device_id.is_none() {
+        // Never enrolled through tgp: nothing of it is on the tailnet.
+        bs.tailscale_cleaned_at
+            .get_or_insert_with(|| clock::text(now));
+    }
     if bs.tailscale_cleaned_at.is_none() && bs.tailscale_cleanup_failures < limit {
         match tailscale_cleanup(
             ctx,
@@ -177,14 +182,14 @@ pub(crate) async fn node_and_tailnet(
 }
 
 /// Deletes the node's device (by recorded id, else by hostname) and its key. Returns what was
-/// removed, for the event.
-async fn tailscale_cleanup(
+/// removed, for the event. Garbage collection uses it too, with only a hostname.
+pub(crate) async fn tailscale_cleanup(
     ctx: &Ctx,
     key_id: &Option<String>,
     device_id: &Option<String>,
     hostname: &Option<String>,
 ) -> Result<String, String> {
-    if key_id.is_none() && device_id.is_none() {
+    if key_id.is_none() && device_id.is_none() && hostname.is_none() {
         return Ok(String::new());
     }
     let client = join::tailscale_client(ctx).await.map_err(|b| b.message)?;
