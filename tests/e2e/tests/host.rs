@@ -323,6 +323,33 @@ async fn secrets_reach_the_server_but_never_the_plugin_or_the_logs() {
     drop(logs_handle);
 }
 
+/// The plugin gets the response's own headers, but not the framing and hop-by-hop ones (the
+/// host hands over the whole body, possibly redacted, so `content-length` would not describe it).
+#[tokio::test]
+async fn framing_and_hop_by_hop_headers_are_not_passed_to_the_plugin() {
+    logs();
+    let host = host();
+    let server = echo_server();
+    let origin = format!("http://127.0.0.1:{}", server.port);
+    let g = with_secret(
+        with_target(grants("secret"), &format!("{origin}/echo"), &[&origin]),
+        "api_key",
+        "sk-test-headers",
+    );
+    let plugin = load(&host, g).await;
+    let offers = plugin
+        .quote(&spec("A100", 1))
+        .await
+        .expect("secret mode answers");
+    // The echo server answers with content-type, x-echo-authorization, content-length and
+    // connection; the plugin reports the headers it received, one per line.
+    let answer = offers[0].offer_id.to_ascii_lowercase();
+    assert!(answer.contains("content-type: text/plain"), "{answer}");
+    assert!(answer.contains("x-echo-authorization: "), "{answer}");
+    assert!(!answer.contains("content-length:"), "{answer}");
+    assert!(!answer.contains("connection:"), "{answer}");
+}
+
 #[tokio::test]
 async fn future_contract_is_refused_naming_both_versions() {
     logs();
