@@ -4,6 +4,7 @@
 //! - [`plugins`]: the wasmtime host that loads, limits and calls provider plugins.
 //! - [`pricing`]: quote fan-out across providers and ranking.
 //! - [`provider_set`]: providers described in a file, turned into loaded plugins.
+//! - [`secret_data`]: a Kubernetes Secret's values, `data` and `stringData` alike.
 //! - [`catalog`], [`money`]: canonical GPU names and exact money.
 //! - [`embedded`]: the zero-configuration default (embedded mock plugin + in-process simulator).
 //! - [`crd`]: the GPURequest and GPUProvider resources.
@@ -24,3 +25,4 @@ pub mod operator;
 pub mod plugins;
 pub mod pricing;
 pub mod provider_set;
+pub mod secret_data;

@@ -98,13 +98,9 @@ pub(crate) async fn read_pull_secret(
         name: name.to_string(),
         detail,
     };
-    let data = secret.data.unwrap_or_default();
-    let string_data = secret.string_data.unwrap_or_default();
-    let config = [".dockerconfigjson", ".dockercfg"].iter().find_map(|k| {
-        data.get(*k)
-            .map(|b| b.0.clone())
-            .or_else(|| string_data.get(*k).map(|s| s.clone().into_bytes()))
-    });
+    let config = [".dockerconfigjson", ".dockercfg"]
+        .iter()
+        .find_map(|k| crate::secret_data::value(&secret, k));
     let Some(config) = config else {
         return Err(invalid(
             "it has no .dockerconfigjson key; create it with `kubectl create secret \
@@ -112,5 +108,5 @@ pub(crate) async fn read_pull_secret(
                 .into(),
         ));
     };
-    registry_auth_from_docker_config(&config, registry).map_err(invalid)
+    registry_auth_from_docker_config(config, registry).map_err(invalid)
 }

@@ -118,12 +118,10 @@ async fn read_secrets(
             ));
         }
     };
-    let data = secret.data.clone().unwrap_or_default();
-    let string_data = secret.string_data.clone().unwrap_or_default();
     let mut out = BTreeMap::new();
     for (name, key) in &creds.keys {
-        let value = match (data.get(key), string_data.get(key)) {
-            (Some(bytes), _) => String::from_utf8(bytes.0.clone()).map_err(|_| {
+        let value = match crate::secret_data::value(&secret, key) {
+            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
                 fail(
                     "SecretKeyInvalid",
                     format!(
@@ -132,8 +130,7 @@ async fn read_secrets(
                     ),
                 )
             })?,
-            (None, Some(s)) => s.clone(),
-            (None, None) => {
+            None => {
                 return Err(fail(
                     "SecretKeyMissing",
                     format!(

@@ -11,7 +11,6 @@
 //!   taints are gone, and only then is the request Ready.
 //! - Idleness: while Ready, the node's pods say when its GPUs were last used.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -75,21 +74,6 @@ fn blocked(reason: &'static str, message: impl Into<String>) -> Blocked {
     }
 }
 
-/// A Secret's values, `data` and `stringData` alike.
-fn secret_values(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in secret.string_data.iter().flatten() {
-        out.entry(k.clone())
-            .or_insert_with(|| v.as_bytes().to_vec());
-    }
-    out
-}
-
 /// Reads the Tailscale OAuth Secret and returns a client (cached while the Secret is unchanged).
 pub(crate) async fn tailscale_client(ctx: &Ctx) -> Result<TailscaleClient, Blocked> {
     let b = &ctx.settings.bootstrap;
@@ -115,7 +99,7 @@ pub(crate) async fn tailscale_client(ctx: &Ctx) -> Result<TailscaleClient, Block
     if let Some(c) = ctx.tailscale_client(&version) {
         return Ok(c);
     }
-    let values = secret_values(&secret);
+    let values = crate::secret_data::values(&secret);
     let text = |key: &str| -> Result<String, Blocked> {
         let invalid = |why: &str| {
             blocked(
@@ -185,12 +169,13 @@ pub(crate) async fn preflight(ctx: &Ctx) -> Result<JoinInputs, Blocked> {
             ),
         ));
     };
-    let secrets = TalosSecrets::from_secret_data(&secret_values(&secret)).map_err(|e| {
-        blocked(
-            "TalosSecretInvalid",
-            format!("Secret {ns}/{}: {e}", b.talos_secret),
-        )
-    })?;
+    let secrets =
+        TalosSecrets::from_secret_data(&crate::secret_data::values(&secret)).map_err(|e| {
+            blocked(
+                "TalosSecretInvalid",
+                format!("Secret {ns}/{}: {e}", b.talos_secret),
+            )
+        })?;
     let tailscale = tailscale_client(ctx).await?;
     Ok(JoinInputs { secrets, tailscale })
 }
