@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::plugins::{CallError, Operation, Plugin, ProviderError, RateLimit};
+use crate::plugins::{
+    CallError, Instance, InstanceState, Operation, Plugin, ProviderError, RateLimit,
+};
 
 /// A loaded provider as the lifecycle sees it.
 #[derive(Clone)]
@@ -190,6 +192,19 @@ impl ProviderSlot {
         let result = call.await;
         self.gate.observe(&result);
         result.map_err(GatedError::Call)
+    }
+
+    /// What the provider says exists under `id` now (`verify`, through the gate). An id the
+    /// provider does not know is an answer, state `NotFound` with no instance, not a failure:
+    /// `Err` means the provider gave no answer, which says nothing about the instance.
+    pub async fn look_up(&self, id: &str) -> Result<(InstanceState, Option<Instance>), GatedError> {
+        match self.call(Operation::Verify, self.plugin.verify(id)).await {
+            Ok(instance) => Ok((instance.state, Some(instance))),
+            Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => {
+                Ok((InstanceState::NotFound, None))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

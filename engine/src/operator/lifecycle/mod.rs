@@ -59,6 +59,27 @@ pub struct Note {
     pub message: String,
 }
 
+impl Note {
+    /// An event about `request`, logged now (a warning at warn level) and published once the
+    /// status is written.
+    pub(crate) fn logged(request: &str, warning: bool, reason: &str, message: String) -> Self {
+        if warning {
+            tracing::warn!(request, reason, "{message}");
+        } else {
+            tracing::info!(request, reason, "{message}");
+        }
+        Self {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            message,
+        }
+    }
+}
+
 /// What a step changed and asks for next.
 pub struct Step {
     pub status: GPURequestStatus,
@@ -109,21 +130,8 @@ impl<'a> Work<'a> {
     }
 
     fn note(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
-        let message = message.into();
-        if warning {
-            tracing::warn!(request = %self.req.name_any(), reason, "{message}");
-        } else {
-            tracing::info!(request = %self.req.name_any(), reason, "{message}");
-        }
-        self.notes.push(Note {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            message,
-        });
+        let note = Note::logged(&self.req.name_any(), warning, reason, message.into());
+        self.notes.push(note);
     }
 
     fn phase(&mut self, phase: Phase) {
@@ -923,17 +931,13 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         );
         return Ok(Action::requeue(settings.verify_interval));
     };
-    let result = slot.call(Operation::Verify, slot.plugin.verify(&id)).await;
-    let state = match &result {
-        Ok(i) => i.state,
-        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => {
-            InstanceState::NotFound
-        }
+    let (state, instance) = match slot.look_up(&id).await {
+        Ok(answer) => answer,
         Err(e) => {
             w.cond(
                 cond::VERIFIED,
                 false,
-                reason_of(e),
+                reason_of(&e),
                 format!("verify failed: {e}; retrying"),
             );
             return Ok(Action::requeue(
@@ -944,8 +948,7 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
     let launched_at = clock::parse(w.st.launched_at.as_deref()).unwrap_or(w.now);
     match state {
         InstanceState::Running => {
-            let instance = result.as_ref().ok();
-            if let Some(ip) = instance.and_then(|i| i.public_ip.clone()) {
+            if let Some(ip) = instance.and_then(|i| i.public_ip) {
                 w.st.public_ip = Some(ip);
             }
             w.st.not_found_since = None;
@@ -1183,12 +1186,8 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         );
         return Ok(Action::requeue(settings.verify_interval));
     };
-    let result = slot.call(Operation::Verify, slot.plugin.verify(&id)).await;
-    let state = match &result {
-        Ok(i) => i.state,
-        Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => {
-            InstanceState::NotFound
-        }
+    let state = match slot.look_up(&id).await {
+        Ok((state, _)) => state,
         Err(e) => {
             // The provider did not answer: that says nothing about the instance. Retry soon.
             w.cond(
@@ -1346,14 +1345,11 @@ pub async fn terminate_confirmed(
         TerminateOutcome::Terminated | TerminateOutcome::AlreadyGone => Ok(true),
         TerminateOutcome::Terminating => {
             // Confirm through verify: only terminated or unknown counts as gone.
-            match slot.call(Operation::Verify, slot.plugin.verify(id)).await {
-                Ok(i) => Ok(matches!(
-                    i.state,
-                    InstanceState::Terminated | InstanceState::NotFound
-                )),
-                Err(GatedError::Call(CallError::Provider(ProviderError::NotFound(_)))) => Ok(true),
-                Err(e) => Err(provider_err(e)),
-            }
+            let (state, _) = slot.look_up(id).await.map_err(provider_err)?;
+            Ok(matches!(
+                state,
+                InstanceState::Terminated | InstanceState::NotFound
+            ))
         }
     }
 }

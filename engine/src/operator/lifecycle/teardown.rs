@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::events::EventType;
 
 use crate::bootstrap::node as nodes;
 use crate::crd::gpurequest::{GPURequest, GPURequestStatus};
@@ -34,21 +34,8 @@ pub(crate) enum Progress {
     Draining(String),
 }
 
-fn note(notes: &mut Vec<Note>, warning: bool, reason: &str, message: String) {
-    if warning {
-        tracing::warn!(reason, "{message}");
-    } else {
-        tracing::info!(reason, "{message}");
-    }
-    notes.push(Note {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        message,
-    });
+fn note(notes: &mut Vec<Note>, req: &GPURequest, warning: bool, reason: &str, message: String) {
+    notes.push(Note::logged(&req.name_any(), warning, reason, message));
 }
 
 /// Removes the request's node and tailnet presence. `force` skips waiting for a drain (used
@@ -84,6 +71,7 @@ pub(crate) async fn node_and_tailnet(
                         bs.drain_started_at = Some(clock::text(now));
                         note(
                             notes,
+                            req,
                             false,
                             "Draining",
                             format!(
@@ -113,6 +101,7 @@ pub(crate) async fn node_and_tailnet(
                 }
                 note(
                     notes,
+                    req,
                     true,
                     "DrainTimeout",
                     format!(
@@ -128,7 +117,13 @@ pub(crate) async fn node_and_tailnet(
                 );
             }
             nodes::delete_node(&api, &name).await?;
-            note(notes, false, "NodeDeleted", format!("node {name} deleted"));
+            note(
+                notes,
+                req,
+                false,
+                "NodeDeleted",
+                format!("node {name} deleted"),
+            );
         }
         bs.node_deleted_at = Some(clock::text(now));
     }
@@ -151,7 +146,7 @@ pub(crate) async fn node_and_tailnet(
             Ok(done) => {
                 bs.tailscale_cleaned_at = Some(clock::text(now));
                 if !done.is_empty() {
-                    note(notes, false, "TailscaleCleaned", done);
+                    note(notes, req, false, "TailscaleCleaned", done);
                 }
             }
             Err(e) => {
@@ -166,6 +161,7 @@ pub(crate) async fn node_and_tailnet(
                 };
                 note(
                     notes,
+                    req,
                     true,
                     "TailscaleCleanupFailed",
                     format!(
