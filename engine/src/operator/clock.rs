@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use jiff::{Timestamp, Unit};
 
+/// How precise a stored time is: two of them may be up to this much closer together than the
+/// moments they record (each is rounded to the second).
+pub const PRECISION: Duration = Duration::from_secs(1);
+
 /// Now, rounded to the second.
 pub fn now() -> Timestamp {
     Timestamp::now()

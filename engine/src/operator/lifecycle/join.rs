@@ -566,7 +566,9 @@ pub(super) async fn idle_check(
         .or_else(|| clock::parse(w.st.ready_at.as_deref()))
         .unwrap_or(w.now);
     let idle = clock::since(since, w.now);
-    if idle >= idle_timeout {
+    // Both ends are stored to the second, so the real gap may be up to a second shorter than
+    // `idle`: only a gap that is surely the full timeout ends the request.
+    if idle >= idle_timeout + clock::PRECISION {
         let what = if last.is_some() {
             format!(
                 "no pod has used the GPUs of node {node} since {}",
