@@ -1,7 +1,8 @@
 //! Plugin host benchmark: a plain binary printing figures (no harness).
 //!
 //! Measures (a) the cost of an `info()` call as the operator makes it (pooled instance) against
-//! a fresh instance per call, with the pooling allocator on and off, and (b) cold compilation
+//! a fresh instance per call, with the pooling allocator on and off, the cost of each string
+//! lowered into the sandbox (`quote()` with 0 to 16 regions), and (b) cold compilation
 //! against a load from the disk cache. The component is the hostile test plugin: pass its path as
 //! the first argument or in `TGP_BENCH_PLUGIN`; by default it is taken from
 //! `target/wasm/wasm32-wasip2/wasm/` (built by `cargo test -p tgp-e2e` or the wasm build).
@@ -11,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tgp::plugins::{Grants, HostConfig, PluginHost, PoolingMode};
+use tgp::plugins::{GpuSpec, Grants, HostConfig, PluginHost, PoolingMode};
 
 fn component_path() -> PathBuf {
     if let Some(arg) = std::env::args().skip(1).find(|a| !a.starts_with("--")) {
@@ -81,6 +82,30 @@ async fn calls(mode: PoolingMode, bytes: &[u8]) -> Result<(), Box<dyn std::error
         &format!("info() pooled instance [{label}]"),
         &summarize(pooled),
     );
+    // What one more value lowered into the sandbox costs: each region is a string the host
+    // copies in through the guest's `cabi_realloc` (one more entry into the guest).
+    for regions in [0usize, 1, 4, 16] {
+        let spec = GpuSpec {
+            gpu_type: "A100".into(),
+            count: 1,
+            regions: (0..regions).map(|i| format!("region-{i}")).collect(),
+            spot: false,
+            max_price_per_hour: None,
+        };
+        for _ in 0..2000 {
+            plugin.quote(&spec).await?;
+        }
+        let mut samples = Vec::with_capacity(50_000);
+        for _ in 0..50_000 {
+            let t = Instant::now();
+            plugin.quote(&spec).await?;
+            samples.push(t.elapsed());
+        }
+        print(
+            &format!("quote() no I/O, {regions} regions [{label}]"),
+            &summarize(samples),
+        );
+    }
     for _ in 0..200 {
         plugin.call_info_fresh_instance().await?;
     }
