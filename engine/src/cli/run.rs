@@ -1,10 +1,12 @@
 //! `tgp run`: the operator, against the cluster in the current kubeconfig.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::modules::{CaBundleError, ModuleCaBundle};
 use crate::operator::settings::BootstrapSettings;
 use crate::operator::{self, LeaderConfig, Settings};
 use crate::plugins::PluginHost;
@@ -40,6 +42,12 @@ pub struct RunArgs {
     /// Leader lease duration in seconds.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u64,
+    /// PEM file with one or more CA certificates that https:// module URLs (GPUProvider
+    /// spec.module.url) trust in addition to the public roots, e.g. the CA of a company's
+    /// internal file server. Read and checked at start-up: a missing file, or one with no
+    /// certificate, stops the operator. Not used for OCI sources.
+    #[arg(long, env = "TGP_MODULE_CA_FILE", value_name = "PATH")]
+    pub module_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub bootstrap: BootstrapArgs,
 }
@@ -115,8 +123,26 @@ impl BootstrapArgs {
     }
 }
 
+impl RunArgs {
+    /// The CA bundle `--module-ca-file` names, read and checked; `None` without the flag.
+    pub fn module_ca(&self) -> Result<Option<ModuleCaBundle>, CaBundleError> {
+        let Some(path) = &self.module_ca_file else {
+            return Ok(None);
+        };
+        let bundle = ModuleCaBundle::from_pem_file(path)?;
+        tracing::info!(
+            path = %path.display(),
+            certificates = bundle.len(),
+            "URL module sources trust these CA certificates besides the public roots"
+        );
+        Ok(Some(bundle))
+    }
+}
+
 /// Runs the operator until it fails.
 pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
+    // Configuration errors first, before anything connects anywhere.
+    let module_ca = args.module_ca()?;
     let client = kube::Client::try_default().await?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
@@ -131,6 +157,7 @@ pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
         gc_interval: Duration::from_secs(args.gc_interval.max(1)),
         gc_grace: Duration::from_secs(args.gc_grace),
         bootstrap: args.bootstrap.settings(),
+        module_ca,
         ..Settings::default()
     };
     let leader = LeaderConfig {
@@ -148,9 +175,13 @@ pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
+    use super::RunArgs;
     use crate::cli::{Cli, Command};
+    use crate::plugins::{HostConfig, PluginHost};
 
     /// The Helm chart passes flags to `tgp run`; every one of them must exist, or the operator
     /// would not start after `helm install`. Values are filled with the chart's defaults.
@@ -179,7 +210,10 @@ mod tests {
                 .trim_start_matches("{{")
                 .trim_end_matches("}}")
                 .trim();
-            let value = if let Some(p) = path.strip_prefix(".Values.") {
+            let value = if !template.contains("{{") {
+                // A literal value (the module CA bundle's mount path).
+                template.to_string()
+            } else if let Some(p) = path.strip_prefix(".Values.") {
                 let mut v = &values;
                 for part in p.split('.') {
                     v = v
@@ -206,5 +240,91 @@ mod tests {
         assert_eq!(b.talos_secret, "tgp-talos-secrets");
         assert_eq!(b.tailscale_tags, vec!["tag:tgp-gpu".to_string()]);
         assert_eq!(b.registration_timeout.as_secs(), 900);
+        // The module CA bundle (passed only when moduleCA names an object) is read from where
+        // the chart mounts it.
+        let ca = args
+            .module_ca_file
+            .expect("the chart can pass --module-ca-file");
+        let dir = ca.parent().unwrap().display().to_string();
+        assert!(
+            deployment.contains(&format!("mountPath: {dir}, readOnly: true")),
+            "the chart mounts the bundle read-only at {dir}"
+        );
+    }
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["tgp", "run", "--cluster-id", "c"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => args,
+            _ => panic!("not a run command"),
+        }
+    }
+
+    /// `tgp run` as `main` runs it: the error it stops with, within a deadline (a check that
+    /// moved after the connection to the cluster would fail here rather than hang).
+    fn start(args: RunArgs) -> String {
+        let host = PluginHost::new(HostConfig::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), super::run(args, host)).await
+        });
+        match outcome {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(code)) => panic!("tgp run returned {code} instead of refusing to start"),
+            Err(_) => panic!("tgp run did not stop at start-up"),
+        }
+    }
+
+    #[test]
+    fn module_ca_file_that_cannot_be_used_stops_tgp_run_at_start_naming_the_flag() {
+        let err = start(run_args(&["--module-ca-file", "/nonexistent/ca.pem"]));
+        assert!(
+            err.starts_with("--module-ca-file /nonexistent/ca.pem: cannot read the file"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let no_cert = dir.path().join("ca.pem");
+        std::fs::write(&no_cert, "# the internal CA goes here\n").unwrap();
+        let shown = no_cert.display().to_string();
+        let err = start(run_args(&["--module-ca-file", &shown]));
+        assert!(
+            err.starts_with(&format!(
+                "--module-ca-file {shown}: the file holds no certificate"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+    }
+
+    #[test]
+    fn module_ca_file_is_read_at_start_and_has_an_env_var() {
+        assert!(run_args(&[]).module_ca().unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let ca = tgp_cloudsim::files::TestCa::generate("internal CA").unwrap();
+        std::fs::write(&path, ca.pem()).unwrap();
+        let bundle = run_args(&["--module-ca-file", path.to_str().unwrap()])
+            .module_ca()
+            .unwrap()
+            .expect("a bundle");
+        assert_eq!((bundle.len(), bundle.path()), (1, path.as_path()));
+
+        let cli = <Cli as clap::CommandFactory>::command();
+        let run = cli.find_subcommand("run").unwrap();
+        let arg = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some("module-ca-file"))
+            .unwrap();
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("TGP_MODULE_CA_FILE")
+        );
+        let help = arg.get_help().unwrap().to_string();
+        assert!(help.contains("https://") && help.contains("OCI"), "{help}");
     }
 }

@@ -478,5 +478,6 @@ pub fn fast_settings() -> Settings {
             drain_timeout: Duration::from_secs(5),
             ..BootstrapSettings::default()
         },
+        module_ca: None,
     }
 }

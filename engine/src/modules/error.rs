@@ -3,6 +3,61 @@
 
 use std::time::Duration;
 
+/// Why a server's TLS certificate was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProblem {
+    /// Signed by no certificate authority the operator trusts (an internal CA, a self-signed
+    /// certificate).
+    UnknownIssuer,
+    /// Not issued for the host in the URL.
+    WrongName,
+    /// Past its validity period.
+    Expired,
+    /// Before its validity period.
+    NotYetValid,
+    /// Refused for another reason (revoked, a bad signature, not a server certificate).
+    Other,
+}
+
+/// Where the chart takes the bundle from, for messages.
+const CHART_VALUES: &str = "Helm chart: moduleCA.configMap or moduleCA.secret";
+
+fn tls_untrusted_message(
+    source_desc: &str,
+    problem: TlsProblem,
+    detail: &str,
+    extra_roots: Option<&str>,
+) -> String {
+    let what = format!("the TLS certificate of {source_desc}");
+    match (problem, extra_roots) {
+        (TlsProblem::UnknownIssuer, None) => format!(
+            "{what} is not signed by a certificate authority tgp trusts ({detail}); if an \
+             internal CA signed it, give the operator that CA: tgp run --module-ca-file \
+             <PEM file> ({CHART_VALUES})"
+        ),
+        (TlsProblem::UnknownIssuer, Some(bundle)) => format!(
+            "{what} is signed neither by a public root nor by {bundle} ({detail}); add the CA \
+             that signed the server's certificate to that file ({CHART_VALUES})"
+        ),
+        (TlsProblem::WrongName, _) => format!(
+            "{what} is not valid for the host in spec.module.url ({detail}); use a host name \
+             the certificate is issued for, or have the server present a certificate for this \
+             host"
+        ),
+        (TlsProblem::Expired, _) => {
+            format!("{what} has expired ({detail}); renew the server's certificate")
+        }
+        (TlsProblem::NotYetValid, _) => format!(
+            "{what} is not valid yet ({detail}); check the certificate's dates and the clocks \
+             of the server and of the operator's node"
+        ),
+        (TlsProblem::Other, _) => format!(
+            "{what} was refused ({detail}); check the server's certificate chain, and that its \
+             CA is trusted: the public roots or tgp run --module-ca-file ({CHART_VALUES})"
+        ),
+    }
+}
+
 /// Getting a module's bytes failed; nothing was compiled or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
@@ -62,6 +117,16 @@ pub enum FetchError {
     Unauthorized { source_desc: String, detail: String },
     #[error("fetching the module from {source_desc} failed: {detail}")]
     Transport { source_desc: String, detail: String },
+    #[error("{}", tls_untrusted_message(source_desc, *problem, detail, extra_roots.as_deref()))]
+    TlsUntrusted {
+        source_desc: String,
+        problem: TlsProblem,
+        /// The TLS library's words.
+        detail: String,
+        /// The extra CA bundle the fetch trusted, described ("the 2 CA certificates of
+        /// --module-ca-file PATH"); `None` when there is none.
+        extra_roots: Option<String>,
+    },
     #[error("spec.module.configMap.name: ConfigMap {namespace}/{name} does not exist")]
     ConfigMapNotFound { namespace: String, name: String },
     #[error(
@@ -102,6 +167,7 @@ impl FetchError {
             FetchError::Truncated { .. } => "TruncatedModule",
             FetchError::HttpStatus { .. } | FetchError::Transport { .. } => "FetchFailed",
             FetchError::Unauthorized { .. } => "FetchUnauthorized",
+            FetchError::TlsUntrusted { .. } => "TlsUntrusted",
             FetchError::ConfigMapNotFound { .. } => "ConfigMapNotFound",
             FetchError::ConfigMapKeyMissing { .. } => "ConfigMapKeyMissing",
             FetchError::PullSecretNotFound { .. } => "PullSecretNotFound",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::ca::ModuleCaBundle;
 use super::configmap;
 use super::digest::ModuleDigest;
 use super::error::FetchError;
@@ -51,18 +52,30 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
+    /// The CA certificates URL sources trust besides the public roots.
+    extra_roots: Option<ModuleCaBundle>,
     connect_timeout: Duration,
 }
 
 impl Fetcher {
-    /// A fetcher whose connections give up after `connect_timeout`.
+    /// A fetcher whose connections give up after `connect_timeout`, trusting the public roots.
     pub fn new(connect_timeout: Duration) -> Result<Self, FetchError> {
-        let http = http::client(connect_timeout).map_err(|e| FetchError::Transport {
+        Self::with_ca_bundle(connect_timeout, None)
+    }
+
+    /// A fetcher whose URL sources also trust the CA certificates of `ca_bundle`
+    /// (`tgp run --module-ca-file`). OCI sources are not affected.
+    pub fn with_ca_bundle(
+        connect_timeout: Duration,
+        ca_bundle: Option<&ModuleCaBundle>,
+    ) -> Result<Self, FetchError> {
+        let http = http::client(connect_timeout, ca_bundle).map_err(|e| FetchError::Transport {
             source_desc: "(HTTP client set-up)".into(),
             detail: e.to_string(),
         })?;
         Ok(Self {
             http,
+            extra_roots: ca_bundle.cloned(),
             connect_timeout,
         })
     }
@@ -110,7 +123,9 @@ impl Fetcher {
                 let client = kube.ok_or_else(|| need_kube("a ConfigMap"))?;
                 configmap::read_config_map(client, namespace, name, key, limits.max_bytes).await
             }
-            ModuleLocation::Url(url) => http::fetch(&self.http, url, limits.max_bytes).await,
+            ModuleLocation::Url(url) => {
+                http::fetch(&self.http, self.extra_roots.as_ref(), url, limits.max_bytes).await
+            }
             ModuleLocation::Oci {
                 reference,
                 pull_secret,
@@ -168,8 +183,10 @@ mod tests {
     use axum::http::{StatusCode, header};
     use axum::response::Response;
     use axum::routing::get;
+    use tgp_cloudsim::files::{FileServer, LeafCert, Serve, TlsOptions, Validity};
 
     use super::*;
+    use crate::modules::TlsProblem;
 
     async fn serve(app: Router) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -325,6 +342,212 @@ mod tests {
                 source_desc: format!("http://{addr}/missing.wasm")
             }
         );
+    }
+
+    fn bundle(pem: &str, name: &str) -> ModuleCaBundle {
+        ModuleCaBundle::from_pem(pem.as_bytes(), std::path::Path::new(name)).unwrap()
+    }
+
+    fn url_of(files: &FileServer, path: &str, digest: &ModuleDigest) -> ModuleRequest {
+        ModuleRequest {
+            location: ModuleLocation::Url(url::Url::parse(&files.url(path)).unwrap()),
+            digest: Some(digest.clone()),
+        }
+    }
+
+    /// An https source on a server whose certificate a test CA signed: fetched with that CA in
+    /// the bundle, refused as untrusted without it or with another CA, and every other check
+    /// (digest, truncation, status, deadline) applies over TLS as over plain HTTP.
+    #[tokio::test]
+    async fn https_sources_trust_the_module_ca_bundle() {
+        let files = FileServer::start_tls().await.unwrap();
+        let ca = files.ca_pem().unwrap().to_string();
+        files.put("/m.wasm", module());
+        let digest = ModuleDigest::of(&module());
+        let limits = FetchLimits {
+            timeout: Duration::from_secs(5),
+            ..FetchLimits::default()
+        };
+        let req = url_of(&files, "/m.wasm", &digest);
+        assert!(req.location.describe().starts_with("https://127.0.0.1:"));
+
+        let trusting = Fetcher::with_ca_bundle(
+            Duration::from_secs(2),
+            Some(&bundle(&ca, "/etc/tgp/ca.pem")),
+        )
+        .unwrap();
+        let got = trusting.fetch(&req, &limits, None).await.expect("fetched");
+        assert_eq!(got.bytes, module());
+        assert_eq!(got.digest, digest);
+
+        // No bundle: the public roots do not know the test CA.
+        let public = Fetcher::new(Duration::from_secs(2)).unwrap();
+        let err = public.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
+        assert!(
+            matches!(
+                &err,
+                FetchError::TlsUntrusted {
+                    problem: TlsProblem::UnknownIssuer,
+                    extra_roots: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            files.url("/m.wasm").as_str(),
+            "UnknownIssuer",
+            "--module-ca-file",
+            "moduleCA.configMap",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+
+        // A bundle with another CA: refused the same way, naming the bundle that was tried.
+        let other = tgp_cloudsim::files::TestCa::generate("another CA").unwrap();
+        let wrong = Fetcher::with_ca_bundle(
+            Duration::from_secs(2),
+            Some(&bundle(&other.pem(), "/x.pem")),
+        )
+        .unwrap();
+        let err = wrong.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
+        assert!(
+            err.to_string()
+                .contains("the 1 CA certificate of --module-ca-file /x.pem"),
+            "{err}"
+        );
+        assert_eq!(
+            files.requests_for("/m.wasm"),
+            1,
+            "only the trusted fetch got through"
+        );
+
+        // The other checks, over TLS.
+        let err = trusting
+            .fetch(
+                &url_of(&files, "/m.wasm", &ModuleDigest::of(b"x")),
+                &limits,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "DigestMismatch", "{err}");
+        files.set_serve(
+            "/m.wasm",
+            Serve::Truncated {
+                after: module().len() / 2,
+            },
+        );
+        let err = trusting.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TruncatedModule", "{err}");
+        files.set_serve("/m.wasm", Serve::Status(404));
+        let err = trusting.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "FetchFailed", "{err}");
+        files.set_serve(
+            "/m.wasm",
+            Serve::Slow {
+                delay: Duration::from_secs(3),
+            },
+        );
+        let quick = FetchLimits {
+            timeout: Duration::from_millis(300),
+            ..limits
+        };
+        let err = trusting.fetch(&req, &quick, None).await.unwrap_err();
+        assert_eq!(err.reason(), "FetchTimeout", "{err}");
+        files.shutdown().await;
+    }
+
+    /// A certificate for another name, an expired one, one not valid yet: each refused as
+    /// untrusted, with what is wrong and what to do, even with the right CA in the bundle.
+    #[tokio::test]
+    async fn certificate_problems_are_told_apart() {
+        for (names, validity, problem, says) in [
+            (
+                vec!["modules.example.invalid".to_string()],
+                Validity::Current,
+                TlsProblem::WrongName,
+                "not valid for the host",
+            ),
+            (
+                LeafCert::default().names,
+                Validity::Expired,
+                TlsProblem::Expired,
+                "renew",
+            ),
+            (
+                LeafCert::default().names,
+                Validity::NotYetValid,
+                TlsProblem::NotYetValid,
+                "not valid yet",
+            ),
+        ] {
+            let files = FileServer::start_tls_with(TlsOptions {
+                leaf: LeafCert { names, validity },
+                ca: None,
+            })
+            .await
+            .unwrap();
+            files.put("/m.wasm", module());
+            let fetcher = Fetcher::with_ca_bundle(
+                Duration::from_secs(2),
+                Some(&bundle(files.ca_pem().unwrap(), "/ca.pem")),
+            )
+            .unwrap();
+            let req = url_of(&files, "/m.wasm", &ModuleDigest::of(&module()));
+            let err = fetcher
+                .fetch(&req, &FetchLimits::default(), None)
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), "TlsUntrusted", "{validity:?}: {err}");
+            match &err {
+                FetchError::TlsUntrusted { problem: p, .. } => {
+                    assert_eq!(*p, problem, "{validity:?}: {err}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains(says), "{err}");
+            files.shutdown().await;
+        }
+    }
+
+    /// Plain http to a TLS server, https to a plain one: transport failures, not certificate
+    /// problems.
+    #[tokio::test]
+    async fn protocol_mix_ups_are_not_certificate_problems() {
+        let tls = FileServer::start_tls().await.unwrap();
+        let plain = FileServer::start().await.unwrap();
+        let digest = ModuleDigest::of(&module());
+        let fetcher = Fetcher::new(Duration::from_secs(2)).unwrap();
+        let limits = FetchLimits {
+            timeout: Duration::from_secs(5),
+            ..FetchLimits::default()
+        };
+        let https_to_plain = ModuleRequest {
+            location: ModuleLocation::Url(
+                url::Url::parse(&format!("https://{}/m.wasm", plain.addr())).unwrap(),
+            ),
+            digest: Some(digest.clone()),
+        };
+        let err = fetcher
+            .fetch(&https_to_plain, &limits, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FetchFailed", "{err}");
+        let http_to_tls = ModuleRequest {
+            location: ModuleLocation::Url(
+                url::Url::parse(&format!("http://{}/m.wasm", tls.addr())).unwrap(),
+            ),
+            digest: Some(digest),
+        };
+        let err = fetcher
+            .fetch(&http_to_tls, &limits, None)
+            .await
+            .unwrap_err();
+        assert_ne!(err.reason(), "TlsUntrusted", "{err}");
     }
 
     #[tokio::test]

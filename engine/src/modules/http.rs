@@ -1,19 +1,28 @@
 //! Fetching a module over HTTP(S): a size cap enforced while streaming (an announced length over
 //! the cap is refused before the body is read), a transfer that ends early reported as
 //! truncated, redirects re-checked hop by hop (https, or plain http to loopback only).
+//!
+//! Server certificates are checked against the public roots plus the CA certificates of
+//! `tgp run --module-ca-file` ([`ModuleCaBundle`]); a certificate that is not accepted (unknown
+//! issuer, wrong name, expired) is [`FetchError::TlsUntrusted`], told apart from other
+//! transport failures so that the status says what to do about it.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::error::FetchError;
+use super::ca::ModuleCaBundle;
+use super::error::{FetchError, TlsProblem};
 use super::source::is_loopback_host;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 
-/// The client used for URL sources.
-pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The client used for URL sources: the public roots, plus the certificates of `extra_roots`.
+pub(crate) fn client(
+    connect_timeout: Duration,
+    extra_roots: Option<&ModuleCaBundle>,
+) -> Result<reqwest::Client, reqwest::Error> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() >= MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
@@ -30,16 +39,24 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, reqwe
             ))
         }
     });
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .redirect(policy)
         .connect_timeout(connect_timeout)
-        .user_agent(concat!("tgp/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("tgp/", env!("CARGO_PKG_VERSION")));
+    for cert in extra_roots
+        .map(ModuleCaBundle::certificates)
+        .unwrap_or_default()
+    {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder.build()
 }
 
 /// GETs `url`, reading at most `max_bytes`. The caller bounds the whole call with its deadline.
+/// `extra_roots` is the bundle `client` was built with (named when a certificate is refused).
 pub(crate) async fn fetch(
     client: &reqwest::Client,
+    extra_roots: Option<&ModuleCaBundle>,
     url: &url::Url,
     max_bytes: u64,
 ) -> Result<Vec<u8>, FetchError> {
@@ -48,7 +65,7 @@ pub(crate) async fn fetch(
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| transport(&source_desc, &e))?;
+        .map_err(|e| transport(&source_desc, &e, extra_roots))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(FetchError::Unauthorized {
@@ -124,7 +141,11 @@ where
     Ok(out)
 }
 
-fn transport(source_desc: &str, e: &reqwest::Error) -> FetchError {
+fn transport(
+    source_desc: &str,
+    e: &reqwest::Error,
+    extra_roots: Option<&ModuleCaBundle>,
+) -> FetchError {
     if e.is_timeout() {
         // The connect timeout; the overall deadline is the caller's.
         return FetchError::Transport {
@@ -132,15 +153,45 @@ fn transport(source_desc: &str, e: &reqwest::Error) -> FetchError {
             detail: "connection timed out".into(),
         };
     }
-    let mut detail = e.to_string();
+    let mut messages = vec![e.to_string()];
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
+        messages.push(s.to_string());
         source = s.source();
+    }
+    if let Some((problem, detail)) = messages.iter().find_map(|m| certificate_problem(m)) {
+        return FetchError::TlsUntrusted {
+            source_desc: source_desc.to_string(),
+            problem,
+            detail,
+            extra_roots: extra_roots.map(ModuleCaBundle::describe),
+        };
     }
     FetchError::Transport {
         source_desc: source_desc.to_string(),
-        detail,
+        detail: messages.join(": "),
     }
+}
+
+/// What rustls says when it does not accept the server's certificate, in the error chain of a
+/// failed request (the crate does not reach reqwest's TLS types, so it reads their text; the
+/// unit tests hold this to the real errors of a handshake against a test CA).
+const REFUSED_CERTIFICATE: &str = "invalid peer certificate: ";
+
+/// The certificate problem `message` reports, and rustls' own words for it.
+fn certificate_problem(message: &str) -> Option<(TlsProblem, String)> {
+    let at = message.find(REFUSED_CERTIFICATE)?;
+    let detail = message[at + REFUSED_CERTIFICATE.len()..].trim().to_string();
+    let problem = if detail.contains("UnknownIssuer") {
+        TlsProblem::UnknownIssuer
+    } else if detail.contains("not valid for name") || detail.contains("NotValidForName") {
+        TlsProblem::WrongName
+    } else if detail.contains("expired") || detail.contains("Expired") {
+        TlsProblem::Expired
+    } else if detail.contains("not valid yet") || detail.contains("NotValidYet") {
+        TlsProblem::NotYetValid
+    } else {
+        TlsProblem::Other
+    };
+    Some((problem, detail))
 }

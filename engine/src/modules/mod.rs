@@ -10,12 +10,19 @@
 //! compiled, cached or run before that check passed. A local path is for development and images
 //! that ship their plugins; its digest is optional.
 //!
+//! URL sources are `https://` (plain http only to loopback): the server's certificate is checked
+//! against the public roots plus the CA certificates of `tgp run --module-ca-file`
+//! ([`ModuleCaBundle`], read and checked at start-up), and a certificate that is not accepted is
+//! a refusal of its own ([`FetchError::TlsUntrusted`]). OCI sources keep the OCI client's TLS
+//! settings.
+//!
 //! This module knows nothing of the plugin host: it turns a [`ModuleSource`] into verified bytes
 //! ([`Fetcher::fetch`]) or a typed [`FetchError`] whose [`FetchError::reason`] is the word the
 //! GPUProvider's `Loaded` condition carries.
 //!
 //! [`ModuleSource`]: crate::crd::gpuprovider::ModuleSource
 
+mod ca;
 mod configmap;
 mod digest;
 mod error;
@@ -24,8 +31,9 @@ mod http;
 mod oci;
 mod source;
 
+pub use ca::{CaBundleError, MODULE_CA_FLAG, ModuleCaBundle};
 pub use digest::ModuleDigest;
-pub use error::FetchError;
+pub use error::{FetchError, TlsProblem};
 pub use fetch::{FetchLimits, Fetched, Fetcher};
 pub use oci::{ACCEPTED_LAYER_MEDIA_TYPES, TGP_LAYER_MEDIA_TYPE, registry_auth_from_docker_config};
 pub use source::{ModuleLocation, ModuleRequest, is_loopback_host};

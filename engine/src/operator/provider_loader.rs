@@ -37,6 +37,7 @@ use super::ReconcileError;
 use super::clock;
 use super::context::Ctx;
 use super::registry::{ProviderRegistry, REVISIONS_KEPT, Revision};
+use super::settings::Settings;
 
 /// What the active revision was loaded from and with, to skip reloading when nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +56,12 @@ pub struct LoaderState {
 }
 
 impl LoaderState {
-    fn fetcher(&self) -> Result<&Fetcher, LoadFailure> {
+    /// The fetcher, built on first use with the CA bundle of `settings` (`--module-ca-file`).
+    fn fetcher(&self, settings: &Settings) -> Result<&Fetcher, LoadFailure> {
         self.fetcher
-            .get_or_init(|| Fetcher::new(Duration::from_secs(5)))
+            .get_or_init(|| {
+                Fetcher::with_ca_bundle(Duration::from_secs(5), settings.module_ca.as_ref())
+            })
             .as_ref()
             .map_err(|e| fail(e.reason(), e.to_string()))
     }
@@ -233,7 +237,7 @@ async fn load(
     let started = Instant::now();
     let request = ModuleRequest::from_spec(&gp.spec.module, &ctx.namespace)?;
     let limits = fetch_limits(&gp.spec.module);
-    let fetcher = state.fetcher()?;
+    let fetcher = state.fetcher(&ctx.settings)?;
     // A path without a digest is read on every pass, to notice a changed file.
     let mut fetched = None;
     let digest = match &request.digest {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::modules::ModuleCaBundle;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Identifies this cluster in ownership tags; garbage collection only ever touches
@@ -32,6 +34,9 @@ pub struct Settings {
     pub max_attempts: usize,
     /// How `bootstrap.mode: talos` requests join the cluster.
     pub bootstrap: BootstrapSettings,
+    /// CA certificates that URL module sources trust besides the public roots
+    /// (`--module-ca-file`); `None`: the public roots only.
+    pub module_ca: Option<ModuleCaBundle>,
 }
 
 /// Where the Talos and Tailscale secrets live and how worker nodes are built and torn down.
@@ -110,6 +115,7 @@ impl Default for Settings {
             terminate_interval: Duration::from_secs(5),
             max_attempts: 8,
             bootstrap: BootstrapSettings::default(),
+            module_ca: None,
         }
     }
 }

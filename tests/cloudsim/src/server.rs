@@ -152,6 +152,16 @@ impl SimServer {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
+        Ok(Self::serve_listener(listener, addr, app))
+    }
+
+    /// Serves `app` on an already bound `listener` (plain TCP, or TLS: see `files::tls`)
+    /// whose local address is `addr`.
+    pub(crate) fn serve_listener<L>(listener: L, addr: SocketAddr, app: Router) -> Self
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -164,11 +174,11 @@ impl SimServer {
                 tracing::warn!(error = %e, "simulator server stopped with an error");
             }
         });
-        Ok(Self {
+        Self {
             addr,
             stop: Some(stop),
             task: Some(task),
-        })
+        }
     }
 
     /// The bound address.

@@ -4,7 +4,9 @@
 //! check that calls keep being served through the swap, that refused modules leave the old
 //! revision serving with a reason of their own, that a rollback is one field and needs neither a
 //! fetch nor a compilation, and that a restarted operator loads every provider from the compile
-//! cache. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
+//! cache. Module URLs over HTTPS are fetched from a server whose certificate a test CA signed
+//! only when the operator trusts that CA (`--module-ca-file`), and refused with their own reason
+//! otherwise. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
 
 #[path = "hotswap/support.rs"]
 mod support;
@@ -15,7 +17,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, PostParams};
 use tgp::devenv::{CloudSpec, NAMESPACE};
 use tgp::plugins::LoadError;
-use tgp_cloudsim::files::{FileServer, Serve};
+use tgp_cloudsim::files::{FileServer, Serve, TestCa};
 use tgp_cloudsim::oci::{OciRegistry, OciRegistryConfig, TGP_MODULE_MEDIA_TYPE};
 
 use support::*;
@@ -541,6 +543,137 @@ async fn unreadable_sources_name_what_to_fix() {
     assert_eq!(st.revisions.len(), 1, "{}", dump(&gp));
     assert!(h.registry.get("a").is_none());
     h.shutdown().await;
+}
+
+/// An `https://127.0.0.1` module URL on a server whose certificate a test CA signed, with the
+/// operator started with that CA as its `--module-ca-file`: the module is fetched over TLS,
+/// refused when its digest does not match, and served when it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_module_with_the_module_ca_bundle_is_fetched_verified_and_served() {
+    let files = FileServer::start_tls().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = module_ca_file(&dir, "module-ca.pem", files.ca_pem().unwrap());
+    let h =
+        Harness::start_with_module_ca(vec![CloudSpec::new("a", cloud(Duration::ZERO))], Some(ca))
+            .await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let v2 = mock_v2();
+    files.put("/mock-v2.wasm", v2.clone());
+    let url = files.url("/mock-v2.wasm");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    // Over TLS as over plain HTTP, the digest is checked before anything else.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": url, "digest": digest(b"another module")}),
+        )
+        .await;
+    h.wait_refused("a", g, "DigestMismatch").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+
+    let g = h
+        .set_module("a", serde_json::json!({"url": url, "digest": digest(&v2)}))
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let active = gp.status.clone().unwrap().active_revision.unwrap();
+    assert_eq!(
+        (
+            active.version.as_str(),
+            active.digest.as_str(),
+            active.source.as_str()
+        ),
+        (V2, digest(&v2).as_str(), url.as_str()),
+        "{}",
+        dump(&gp)
+    );
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    assert!(
+        files
+            .calls()
+            .iter()
+            .any(|c| c.path == "/mock-v2.wasm" && c.status == 200),
+        "served over TLS: {:?}",
+        files.calls()
+    );
+    h.shutdown().await;
+    files.shutdown().await;
+}
+
+/// The same server to an operator that does not trust its CA: no CA bundle, then a bundle
+/// with another CA. Each time the module is refused as TlsUntrusted before any request reaches
+/// the server, the message says what to do, and the old revision keeps serving. Started with
+/// the right CA, the operator then loads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_module_from_an_untrusted_ca_is_refused_and_the_old_revision_serves() {
+    let mut h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let from_path = serde_json::to_value(&h.provider("a").await.spec.module).unwrap();
+    let files = FileServer::start_tls().await.unwrap();
+    let v2 = mock_v2();
+    files.put("/mock-v2.wasm", v2.clone());
+    let url = files.url("/mock-v2.wasm");
+    let https = serde_json::json!({"url": url, "digest": digest(&v2)});
+
+    // No CA bundle: the public roots do not know the test CA.
+    let g = h.set_module("a", https.clone()).await;
+    let gp = h.wait_refused("a", g, "TlsUntrusted").await;
+    let message = loaded(&gp).unwrap().message.clone();
+    println!("refused without a CA bundle: {message}");
+    for needle in [
+        url.as_str(),
+        "is not signed by a certificate authority tgp trusts",
+        "--module-ca-file",
+        "moduleCA.configMap or moduleCA.secret",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in: {message}");
+    }
+    old_revision_serves(&h, "a", &old, V1).await;
+    assert!(h.registry.revisions("a").iter().all(|r| r.version == V1));
+
+    // A CA bundle with another CA: refused the same way, naming the bundle that was tried.
+    let dir = tempfile::tempdir().unwrap();
+    let other = TestCa::generate("another internal CA").unwrap();
+    let wrong = module_ca_file(&dir, "other-ca.pem", &other.pem());
+    let g = h.set_module("a", from_path).await;
+    h.wait_ready("a", g).await;
+    h.restart_operator_with_module_ca(Some(wrong)).await;
+    let registry = h.registry.clone();
+    eventually(T, "v1 loaded by the restarted operator", || {
+        registry.get("a").is_some()
+    })
+    .await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let g = h.set_module("a", https.clone()).await;
+    let gp = h.wait_refused("a", g, "TlsUntrusted").await;
+    let message = loaded(&gp).unwrap().message.clone();
+    println!("refused with another CA: {message}");
+    let bundle = format!(
+        "the 1 CA certificate of --module-ca-file {}",
+        dir.path().join("other-ca.pem").display()
+    );
+    assert!(message.contains(&bundle), "{bundle:?} in: {message}");
+    assert!(message.contains(&url), "{message}");
+    old_revision_serves(&h, "a", &old, V1).await;
+    assert!(
+        files.calls().is_empty(),
+        "no request got past the TLS handshake: {:?}",
+        files.calls()
+    );
+
+    // The operator restarted with the server's CA loads the module.
+    let right = module_ca_file(&dir, "module-ca.pem", files.ca_pem().unwrap());
+    h.restart_operator_with_module_ca(Some(right)).await;
+    let registry = h.registry.clone();
+    eventually(T, "the https module to be active", || {
+        registry
+            .get("a")
+            .is_some_and(|s| s.plugin.info().version == V2)
+    })
+    .await;
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    h.shutdown().await;
+    files.shutdown().await;
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -5,9 +5,16 @@
 //! pinned digest, a transfer that breaks off, a module that is too large, and a server that
 //! never finishes. Each file can be served normally or with a [`Serve`] knob: truncated (the
 //! whole length announced, part of the body sent, then the connection breaks), slow (the answer
-//! comes after a delay), different bytes than published, or an error status. Plain HTTP only:
-//! production module URLs are https, loopback http is accepted for tests (see
-//! `docs/hot-swap.md`).
+//! comes after a delay), different bytes than published, or an error status.
+//!
+//! Two transports, the same files and knobs on both:
+//! - plain HTTP ([`FileServer::start`], the default): loopback `http://` is accepted by tgp for
+//!   tests and development (see `docs/hot-swap.md`);
+//! - HTTPS ([`FileServer::start_tls`]): a test CA and a server certificate for `127.0.0.1` (IP
+//!   SAN) and `localhost` signed by it, both generated at start-up. The CA's PEM
+//!   ([`FileServer::ca_pem`]) is what a test writes to a file for `tgp run --module-ca-file`.
+//!   [`TlsOptions`] can make the certificate wrong on purpose (other names, expired, not yet
+//!   valid) or signed by a CA the test made ([`TestCa`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +28,10 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::server::SimServer;
+
+mod tls;
+
+pub use tls::{LeafCert, TestCa, TlsOptions, Validity};
 
 /// How a file is served.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,27 +95,67 @@ impl Shared {
 /// A running file server. Dropping it stops the server.
 pub struct FileServer {
     server: SimServer,
+    /// The PEM of the CA that signed the server's certificate; `None` for plain HTTP.
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for FileServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileServer")
-            .field("addr", &self.server.addr())
+            .field("base_url", &self.base_url())
             .finish_non_exhaustive()
     }
 }
 
 impl FileServer {
-    /// Starts on `127.0.0.1` with an ephemeral port, serving nothing yet.
+    /// Starts plain HTTP on `127.0.0.1` with an ephemeral port, serving nothing yet.
     pub async fn start() -> anyhow::Result<FileServer> {
+        let (shared, app) = Self::app();
+        let server = SimServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), app).await?;
+        Ok(FileServer {
+            server,
+            ca_pem: None,
+            shared,
+        })
+    }
+
+    /// Starts HTTPS on `127.0.0.1` with an ephemeral port, serving nothing yet: a new test CA,
+    /// and a certificate it signs for `127.0.0.1` and `localhost`. [`FileServer::ca_pem`] is
+    /// the CA a client must trust.
+    pub async fn start_tls() -> anyhow::Result<FileServer> {
+        Self::start_tls_with(TlsOptions::default()).await
+    }
+
+    /// Starts HTTPS with the certificate `options` describe.
+    pub async fn start_tls_with(options: TlsOptions) -> anyhow::Result<FileServer> {
+        let (shared, app) = Self::app();
+        let (server, ca_pem) =
+            tls::serve(SocketAddr::from(([127, 0, 0, 1], 0)), app, options).await?;
+        Ok(FileServer {
+            server,
+            ca_pem: Some(ca_pem),
+            shared,
+        })
+    }
+
+    fn app() -> (Arc<Shared>, Router) {
         let shared = Arc::new(Shared {
             files: Mutex::new(BTreeMap::new()),
             calls: RequestLog::default(),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
-        let server = SimServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), app).await?;
-        Ok(FileServer { server, shared })
+        (shared, app)
+    }
+
+    /// The PEM of the CA that signed the server's certificate (HTTPS only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     /// Publishes `bytes` at `path` (e.g. `/mock-0.2.0.wasm`), served normally.
@@ -130,14 +181,17 @@ impl FileServer {
         self.shared.files().remove(&normalise(path));
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` over TLS.
     pub fn base_url(&self) -> String {
-        self.server.base_url()
+        match self.ca_pem {
+            None => self.server.base_url(),
+            Some(_) => format!("https://{}", self.server.addr()),
+        }
     }
 
     /// The URL of `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.server.base_url(), normalise(path))
+        format!("{}{}", self.base_url(), normalise(path))
     }
 
     /// Every request received, in order (status as answered).
@@ -158,7 +212,7 @@ impl FileServer {
 
     /// Stops the server gracefully.
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.server.shutdown().await
     }
 }
 

@@ -1,7 +1,8 @@
 //! Helpers for the hot-swap tests: the development environment with the real GPUProvider
 //! controller run directly (so the test holds the provider registry and can call providers
-//! the way the request lifecycle does), operator restarts against the same compile cache, the
-//! module files the tests publish, and a steady load generator.
+//! the way the request lifecycle does), operator restarts against the same compile cache (and
+//! with another `--module-ca-file`), the module files the tests publish, and a steady load
+//! generator.
 
 #![allow(dead_code)]
 
@@ -13,6 +14,7 @@ use kube::api::{Api, Patch, PatchParams};
 use tgp::crd::GPUProvider;
 use tgp::crd::conditions::Condition;
 use tgp::devenv::{self, CloudSpec, DevEnv, NAMESPACE};
+use tgp::modules::ModuleCaBundle;
 use tgp::operator::{self, Ctx, ProviderRegistry};
 use tgp::plugins::{GpuSpec, HostConfig, Operation, PluginHost};
 use tgp_cloudsim::{MockCloudConfig, OfferSpec};
@@ -87,8 +89,21 @@ impl Harness {
     /// Starts the environment (one GPUProvider per cloud, each on the mock v1 from a path) and
     /// the controllers, and waits until every provider is loaded.
     pub async fn start(clouds: Vec<CloudSpec>) -> Harness {
+        Self::start_with_module_ca(clouds, None).await
+    }
+
+    /// [`Harness::start`] with an operator whose URL module sources also trust `module_ca`
+    /// (what `tgp run --module-ca-file` gives it; see [`module_ca_file`]).
+    pub async fn start_with_module_ca(
+        clouds: Vec<CloudSpec>,
+        module_ca: Option<ModuleCaBundle>,
+    ) -> Harness {
         init_tracing();
-        let env = DevEnv::start(clouds, devenv::fast_settings())
+        let settings = operator::Settings {
+            module_ca,
+            ..devenv::fast_settings()
+        };
+        let env = DevEnv::start(clouds, settings)
             .await
             .expect("dev environment starts");
         let cache_dir = tempfile::tempdir().expect("cache dir");
@@ -130,6 +145,12 @@ impl Harness {
         }
         self.host = new_host(&self.cache_dir);
         self.start_controllers();
+    }
+
+    /// [`Harness::restart_operator`], the new operator trusting `module_ca` for URL sources.
+    pub async fn restart_operator_with_module_ca(&mut self, module_ca: Option<ModuleCaBundle>) {
+        self.env.settings.module_ca = module_ca;
+        self.restart_operator().await;
     }
 
     pub fn providers(&self) -> Api<GPUProvider> {
@@ -244,6 +265,14 @@ fn new_host(cache_dir: &tempfile::TempDir) -> Arc<PluginHost> {
         })
         .expect("plugin host"),
     )
+}
+
+/// The CA bundle `tgp run --module-ca-file FILE` gives the operator, with `pem` written to FILE
+/// (kept in `dir`) and read the way the flag reads it at start-up.
+pub fn module_ca_file(dir: &tempfile::TempDir, name: &str, pem: &str) -> ModuleCaBundle {
+    let path = dir.path().join(name);
+    std::fs::write(&path, pem).expect("write the CA bundle");
+    ModuleCaBundle::from_pem_file(&path).expect("the bundle is usable")
 }
 
 /// The `Loaded` condition.
