@@ -50,7 +50,8 @@ enum Target {
         version: String,
     },
     Resource {
-        rt: ResourceType,
+        /// Boxed: a resource type (with its compiled schemas) is large.
+        rt: Box<ResourceType>,
         version: String,
         namespace: Option<String>,
         name: Option<String>,
@@ -98,7 +99,7 @@ fn resolve(store: &Store, path: &str) -> Result<Target, ApiError> {
             return Err(unknown(rest[2]));
         }
         return Ok(Target::Resource {
-            rt: rt.clone(),
+            rt: Box::new(rt.clone()),
             version: version.into(),
             namespace: Some(rest[1].to_string()),
             name: rest.get(3).map(|s| s.to_string()),
@@ -113,7 +114,7 @@ fn resolve(store: &Store, path: &str) -> Result<Target, ApiError> {
         return Err(unknown(rest[0]));
     }
     Ok(Target::Resource {
-        rt: rt.clone(),
+        rt: Box::new(rt.clone()),
         version: version.into(),
         namespace: None,
         name: rest.get(1).map(|s| s.to_string()),
@@ -193,11 +194,12 @@ fn bool_param(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn write_options(q: &HashMap<String, String>) -> WriteOptions {
+fn write_options(q: &HashMap<String, String>, version: &str) -> WriteOptions {
     WriteOptions {
         field_manager: q.get("fieldManager").filter(|s| !s.is_empty()).cloned(),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: bool_param(q, "force"),
+        version: Some(version.to_string()),
     }
 }
 
@@ -294,7 +296,7 @@ fn serve(
                         .map(Duration::from_secs)
                         .unwrap_or(watch::DEFAULT_TIMEOUT);
                     let req = WatchRequest {
-                        rt,
+                        rt: *rt,
                         version,
                         namespace,
                         labels,
@@ -366,7 +368,8 @@ fn serve(
                             "POST is not supported on this subresource".into(),
                         ));
                     }
-                    let created = store.create(&rt, &ns, parse_json(body)?, &write_options(q))?;
+                    let created =
+                        store.create(&rt, &ns, parse_json(body)?, &write_options(q, &version))?;
                     Ok(json_response(StatusCode::CREATED, present(&created)))
                 }
                 (Method::PUT, Some(name)) => Ok(ok(present(&store.replace(
@@ -375,7 +378,7 @@ fn serve(
                     &name,
                     parse_json(body)?,
                     part,
-                    &write_options(q),
+                    &write_options(q, &version),
                 )?))),
                 (Method::PATCH, Some(name)) => {
                     let ct = headers
@@ -385,8 +388,15 @@ fn serve(
                     let kind = PatchKind::from_content_type(ct)?;
                     let patch = kind.parse_body(body)?;
                     let existed = store.get(&rt, &ns, &name).is_ok();
-                    let out =
-                        store.patch(&rt, &ns, &name, kind, &patch, part, &write_options(q))?;
+                    let out = store.patch(
+                        &rt,
+                        &ns,
+                        &name,
+                        kind,
+                        &patch,
+                        part,
+                        &write_options(q, &version),
+                    )?;
                     let code = if existed {
                         StatusCode::OK
                     } else {

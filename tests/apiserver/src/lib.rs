@@ -5,7 +5,8 @@
 //! kube-lease-manager) must run unchanged over real HTTP from an ordinary kubeconfig.
 //!
 //! Layout: [`registry`] (served kinds), [`store`] (objects and write semantics),
-//! [`fields`] (server-side-apply ownership), [`patch`], [`selector`], [`watch`],
+//! [`fields`] (server-side-apply ownership), [`patch`], [`schema`] (CRD schema and CEL
+//! checks on writes), [`selector`], [`watch`],
 //! [`discovery`], [`http`] (REST front end), [`hooks`] (request log, fault injection),
 //! [`server`] ([`DevApiServer`]).
 
@@ -17,12 +18,13 @@ pub mod http;
 pub mod meta;
 pub mod patch;
 pub mod registry;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod watch;
 
-pub use error::ApiError;
+pub use error::{ApiError, FieldError, FieldErrorKind};
 pub use hooks::{Fault, RecordedRequest, VerbMatch};
 pub use registry::ResourceType;
 pub use server::{DevApiServer, kubeconfig_yaml};

@@ -2,13 +2,17 @@
 //!
 //! Exists so the store and the HTTP front end stay generic: every kind (built in or
 //! registered at runtime from a CustomResourceDefinition) is described by one
-//! [`ResourceType`], and URL paths are resolved against this table.
+//! [`ResourceType`], and URL paths are resolved against this table. A custom kind carries
+//! its CRD's compiled schemas ([`Schemas`]), so writes are checked without recompiling.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::meta::meta_str;
+use crate::schema::Schemas;
 
 /// Description of one served resource (a plural in a group, served at some versions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,8 @@ pub struct ResourceType {
     pub short_names: Vec<String>,
     /// Registered from a CRD (status is dropped on create, as for custom resources).
     pub custom: bool,
+    /// The CRD's compiled `openAPIV3Schema`s by version (empty for built-in kinds).
+    pub schemas: Schemas,
 }
 
 impl ResourceType {
@@ -46,6 +52,7 @@ impl ResourceType {
             status_subresource: status,
             short_names: vec![],
             custom: false,
+            schemas: Schemas::default(),
         }
     }
 
@@ -68,7 +75,32 @@ impl ResourceType {
         self.api_version(&self.versions[0])
     }
 
-    /// Describe a CustomResourceDefinition.
+    /// Check an object about to be stored against the schema of `version` (the preferred
+    /// version when `None` or not served); `old` is the stored object on updates.
+    pub fn check(
+        &self,
+        new: &Value,
+        old: Option<&Value>,
+        version: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let version = version
+            .filter(|v| self.versions.iter().any(|s| s == v))
+            .or(self.versions.first().map(String::as_str));
+        let Some(schema) = version.and_then(|v| self.schemas.get(v)) else {
+            return Ok(());
+        };
+        schema
+            .check(new, old)
+            .map_err(|causes| ApiError::InvalidObject {
+                group: self.group.clone(),
+                kind: self.kind.clone(),
+                name: meta_str(new, "name").unwrap_or_default().to_string(),
+                causes,
+            })
+    }
+
+    /// Describe a CustomResourceDefinition, compiling its schemas (a pattern or CEL rule
+    /// that does not compile refuses the CRD).
     pub fn from_crd(crd: &CustomResourceDefinition) -> Result<Self, ApiError> {
         let spec = &crd.spec;
         let mut versions: Vec<_> = spec.versions.iter().filter(|v| v.served).collect();
@@ -99,6 +131,12 @@ impl ResourceType {
                 )));
             }
         };
+        let schemas = Schemas::from_crd(crd).map_err(|causes| ApiError::InvalidObject {
+            group: "apiextensions.k8s.io".into(),
+            kind: "CustomResourceDefinition".into(),
+            name: crd.metadata.name.clone().unwrap_or_default(),
+            causes,
+        })?;
         Ok(ResourceType {
             group: spec.group.clone(),
             versions: versions.iter().map(|v| v.name.clone()).collect(),
@@ -113,6 +151,7 @@ impl ResourceType {
             status_subresource: status,
             short_names: spec.names.short_names.clone().unwrap_or_default(),
             custom: true,
+            schemas,
         })
     }
 }
@@ -169,6 +208,11 @@ impl Registry {
     /// Remove a resource (CRD deletion).
     pub fn remove(&mut self, group: &str, plural: &str) -> Option<ResourceType> {
         self.types.remove(&format!("{group}/{plural}"))
+    }
+
+    /// A resource by group and plural (any version).
+    pub fn get(&self, group: &str, plural: &str) -> Option<&ResourceType> {
+        self.types.get(&format!("{group}/{plural}"))
     }
 
     /// Resolve a plural served at `group/version`.

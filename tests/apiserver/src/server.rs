@@ -115,6 +115,12 @@ impl DevApiServer {
         &self.store
     }
 
+    /// Turns the schema and CEL checks of custom resources on or off (see
+    /// [`Store::set_schema_checks`]).
+    pub fn set_schema_checks(&self, enabled: bool) {
+        self.store.set_schema_checks(enabled);
+    }
+
     /// Register a CRD (same effect as POSTing it).
     pub fn register_crd(&self, crd: &CustomResourceDefinition) -> Result<(), ApiError> {
         self.store.register_crd(crd).map(|_| ())
@@ -176,6 +182,12 @@ impl DevApiServer {
             field_manager: Some("test".into()),
             dry_run: false,
             force: true,
+            version: Some(
+                api_version
+                    .rsplit_once('/')
+                    .map_or(api_version, |(_, v)| v)
+                    .to_string(),
+            ),
         };
         let out = self
             .store

@@ -4,6 +4,8 @@
 //! It implements the write rules controllers depend on: optimistic concurrency,
 //! generation vs status subresource, finalizers and graceful deletion, no-op writes,
 //! server-side-apply ownership, and a per-kind event history so watchers can resume.
+//! Every create and update reaches one place (`Locked::write`), where custom resources are
+//! checked against their CRD's schema ([`crate::schema`]) before anything is stored.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +70,9 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     pub dry_run: bool,
     pub force: bool,
+    /// The API version the write addresses: a custom resource is checked against this
+    /// version's schema (`None`: the preferred version).
+    pub version: Option<String>,
 }
 
 impl WriteOptions {
@@ -139,6 +144,9 @@ struct Inner {
     /// type key -> (namespace, name) -> object
     objects: BTreeMap<String, BTreeMap<(String, String), Stored>>,
     history: BTreeMap<String, History>,
+    /// Whether clients' writes of custom resources are checked against their CRD's schema
+    /// (on unless a test turns it off; see [`Store::set_schema_checks`]).
+    schema_checks: bool,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -163,6 +171,14 @@ fn ns_key(rt: &ResourceType, ns: &str) -> String {
 }
 
 impl Store {
+    /// Turns the schema and CEL checks of custom resources on or off (on by default). Off
+    /// stands for objects that reached the cluster without them: a cluster whose API server
+    /// predates CEL validation rules, or objects stored before their CRD gained a rule. Tests
+    /// use it to exercise the operator's own checks of what admission should have refused.
+    pub fn set_schema_checks(&self, enabled: bool) {
+        self.lock().schema_checks = enabled;
+    }
+
     /// A store with the built-in kinds and the `default`, `kube-system` namespaces.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(16_384);
@@ -172,6 +188,7 @@ impl Store {
                 rv: 0,
                 objects: BTreeMap::new(),
                 history: BTreeMap::new(),
+                schema_checks: true,
             }),
             tx,
         };
@@ -260,13 +277,7 @@ impl Store {
 
     /// Get one object.
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
-        let inner = self.lock();
-        inner
-            .objects
-            .get(&rt.key())
-            .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
-            .map(|s| s.object.clone())
-            .ok_or_else(|| not_found(&rt.plural, &rt.group, name))
+        stored(&self.lock(), rt, ns, name).map(|s| s.object.clone())
     }
 
     /// Field managers of an object (for tests).
@@ -276,11 +287,7 @@ impl Store {
         ns: &str,
         name: &str,
     ) -> Vec<(String, Operation, usize)> {
-        let inner = self.lock();
-        inner
-            .objects
-            .get(&rt.key())
-            .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
+        stored(&self.lock(), rt, ns, name)
             .map(|s| s.fields.managers())
             .unwrap_or_default()
     }
@@ -340,8 +347,7 @@ impl Store {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
-        let mut inner = self.lock();
-        create_locked(&mut inner, &self.tx, rt, ns, body, opts, Operation::Update)
+        self.locked().create(rt, ns, body, opts, Operation::Update)
     }
 
     /// Replace an object or its status (PUT).
@@ -359,28 +365,14 @@ impl Store {
                 "the body of the request must be an object".into(),
             ));
         }
-        let mut inner = self.lock();
-        let old = lookup(&inner, rt, ns, name)?;
+        let mut w = self.locked();
+        let old = w.lookup(rt, ns, name)?;
         if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty())
             && Some(rv) != meta_str(&old.object, "resourceVersion")
         {
             return Err(conflict_modified(&rt.plural, &rt.group, name));
         }
-        let mut fields = old.fields.clone();
-        let candidate = merge_part(rt, &old.object, body, part);
-        let new = prepare_update(rt, ns, name, &old.object, candidate)?;
-        fields.record_update(opts.manager(), &old.object, &new);
-        commit_update(
-            &mut inner,
-            &self.tx,
-            rt,
-            ns,
-            name,
-            &old.object,
-            new,
-            fields,
-            opts.dry_run,
-        )
+        w.update(rt, &old, body, part, opts, Ownership::Update)
     }
 
     /// Patch an object or its status (PATCH). Server-side apply creates missing objects.
@@ -395,8 +387,8 @@ impl Store {
         part: Part,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
-        let mut inner = self.lock();
-        let existing = lookup(&inner, rt, ns, name);
+        let mut w = self.locked();
+        let existing = w.lookup(rt, ns, name);
         if kind == PatchKind::Apply {
             if opts.field_manager.as_deref().is_none_or(str::is_empty) {
                 return Err(ApiError::Invalid("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into()));
@@ -411,21 +403,13 @@ impl Store {
                     "the name of the object ({n}) does not match the name on the URL ({name})"
                 )));
             }
-            match existing {
+            return match existing {
                 Err(ApiError::NotFound(_)) if part == Part::Main => {
                     let mut obj = body.clone();
                     meta_mut(&mut obj).insert("name".into(), json!(name));
-                    return create_locked(
-                        &mut inner,
-                        &self.tx,
-                        rt,
-                        ns,
-                        obj,
-                        opts,
-                        Operation::Apply,
-                    );
+                    w.create(rt, ns, obj, opts, Operation::Apply)
                 }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
                 Ok(old) => {
                     let mut applied = body.clone();
                     if rt.status_subresource {
@@ -435,22 +419,9 @@ impl Store {
                     let merged = fields
                         .apply(opts.manager(), &old.object, &applied, opts.force)
                         .map_err(|c| ApiError::Conflict(c.message()))?;
-                    let candidate = merge_part(rt, &old.object, merged, part);
-                    let new = prepare_update(rt, ns, name, &old.object, candidate)?;
-                    fields.prune(&new);
-                    return commit_update(
-                        &mut inner,
-                        &self.tx,
-                        rt,
-                        ns,
-                        name,
-                        &old.object,
-                        new,
-                        fields,
-                        opts.dry_run,
-                    );
+                    w.update(rt, &old, merged, part, opts, Ownership::Applied(fields))
                 }
-            }
+            };
         }
         let old = existing?;
         let mut doc = old.object.clone();
@@ -469,21 +440,7 @@ impl Store {
         if meta_str(&doc, "resourceVersion") != meta_str(&old.object, "resourceVersion") {
             return Err(conflict_modified(&rt.plural, &rt.group, name));
         }
-        let mut fields = old.fields.clone();
-        let candidate = merge_part(rt, &old.object, doc, part);
-        let new = prepare_update(rt, ns, name, &old.object, candidate)?;
-        fields.record_update(opts.manager(), &old.object, &new);
-        commit_update(
-            &mut inner,
-            &self.tx,
-            rt,
-            ns,
-            name,
-            &old.object,
-            new,
-            fields,
-            opts.dry_run,
-        )
+        w.update(rt, &old, doc, part, opts, Ownership::Update)
     }
 
     /// Delete an object: immediate without finalizers, else marked with `deletionTimestamp`.
@@ -495,8 +452,7 @@ impl Store {
         pre: &Preconditions,
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
-        let mut inner = self.lock();
-        delete_locked(&mut inner, &self.tx, rt, ns, name, pre, dry_run)
+        self.locked().delete(rt, ns, name, pre, dry_run)
     }
 
     /// Delete every matching object in a namespace (or cluster-wide).
@@ -508,20 +464,12 @@ impl Store {
         fields: &FieldSelector,
     ) -> Result<Vec<Value>, ApiError> {
         let page = self.list(rt, ns, labels, fields, None, None)?;
-        let mut inner = self.lock();
+        let mut w = self.locked();
         let mut out = Vec::new();
         for item in page.items {
             let name = meta_str(&item, "name").unwrap_or_default().to_string();
             let item_ns = meta_str(&item, "namespace").unwrap_or_default().to_string();
-            if let Ok(d) = delete_locked(
-                &mut inner,
-                &self.tx,
-                rt,
-                &item_ns,
-                &name,
-                &Preconditions::default(),
-                false,
-            ) {
+            if let Ok(d) = w.delete(rt, &item_ns, &name, &Preconditions::default(), false) {
                 out.push(d.object);
             }
         }
@@ -577,8 +525,9 @@ impl Store {
             .resource("", "pods")
             .ok_or_else(|| ApiError::Internal("pods type missing".into()))?;
         let pdbs = self.resource("policy", "poddisruptionbudgets");
-        let mut inner = self.lock();
-        let pod = lookup(&inner, &pods, ns, name)?.object;
+        let mut w = self.locked();
+        let inner = &w.inner;
+        let pod = stored(inner, &pods, ns, name)?.object.clone();
         if let Some(pdbs) = pdbs
             && let Some(all) = inner.objects.get(&pdbs.key())
         {
@@ -635,15 +584,7 @@ impl Store {
                 }
             }
         }
-        delete_locked(
-            &mut inner,
-            &self.tx,
-            &pods,
-            ns,
-            name,
-            &Preconditions::default(),
-            false,
-        )?;
+        w.delete(&pods, ns, name, &Preconditions::default(), false)?;
         Ok(())
     }
 }
@@ -704,12 +645,17 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn lookup(inner: &Inner, rt: &ResourceType, ns: &str, name: &str) -> Result<Stored, ApiError> {
+/// A stored object, or 404.
+fn stored<'a>(
+    inner: &'a Inner,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+) -> Result<&'a Stored, ApiError> {
     inner
         .objects
         .get(&rt.key())
         .and_then(|m| m.get(&(ns_key(rt, ns), name.to_string())))
-        .cloned()
         .ok_or_else(|| not_found(&rt.plural, &rt.group, name))
 }
 
@@ -834,355 +780,418 @@ fn prepare_update(
     Ok(new)
 }
 
-fn record(inner: &mut Inner, tx: &broadcast::Sender<Arc<StoreEvent>>, ev: StoreEvent) {
-    let ev = Arc::new(ev);
-    let h = inner.history.entry(ev.key.clone()).or_default();
-    h.events.push_back(ev.clone());
-    while h.events.len() > HISTORY_PER_KIND {
-        if let Some(old) = h.events.pop_front() {
-            h.compacted_through = old.rv;
+/// How an update records field ownership.
+enum Ownership {
+    /// An ordinary update: the writing manager owns the fields it changed.
+    Update,
+    /// Server-side apply: ownership already merged; fields gone from the result are pruned.
+    Applied(ManagedFields),
+}
+
+/// Who writes an object.
+#[derive(Clone, Copy)]
+enum By<'a> {
+    /// A client: checked against the schema of the version it addresses.
+    Client(&'a WriteOptions),
+    /// The server itself (marking a deletion), which kube-apiserver does not validate.
+    Server,
+}
+
+/// The store, locked for a change: every create, update and delete goes through here.
+struct Locked<'a> {
+    inner: MutexGuard<'a, Inner>,
+    tx: &'a broadcast::Sender<Arc<StoreEvent>>,
+}
+
+impl Store {
+    fn locked(&self) -> Locked<'_> {
+        Locked {
+            inner: self.lock(),
+            tx: &self.tx,
         }
     }
-    let _ = tx.send(ev);
 }
 
-fn bump(inner: &mut Inner, obj: &mut Value) -> u64 {
-    inner.rv += 1;
-    let rv = inner.rv;
-    meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
-    rv
-}
+impl Locked<'_> {
+    fn lookup(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Stored, ApiError> {
+        stored(&self.inner, rt, ns, name).cloned()
+    }
 
-#[allow(clippy::too_many_arguments)]
-fn commit_update(
-    inner: &mut Inner,
-    tx: &broadcast::Sender<Arc<StoreEvent>>,
-    rt: &ResourceType,
-    ns: &str,
-    name: &str,
-    old: &Value,
-    mut new: Value,
-    fields: ManagedFields,
-    dry_run: bool,
-) -> Result<Value, ApiError> {
-    let finished =
-        new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty();
-    if !finished && meta::without_rv(&new) == meta::without_rv(old) {
-        // No-op write: keep ownership changes, but no new resourceVersion and no event.
-        if !dry_run
-            && let Some(s) = inner
-                .objects
-                .get_mut(&rt.key())
-                .and_then(|m| m.get_mut(&(ns_key(rt, ns), name.to_string())))
+    /// Complete a new object (name, namespace, uid, timestamps, generation) and write it.
+    fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut body: Value,
+        opts: &WriteOptions,
+        op: Operation,
+    ) -> Result<Value, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::BadRequest(
+                "the body of the request must be an object".into(),
+            ));
+        }
+        if let Some(k) = body.get("kind").and_then(Value::as_str)
+            && k != rt.kind
         {
-            s.fields = fields;
+            return Err(ApiError::BadRequest(format!(
+                "the kind of the object ({k}) does not match the resource ({})",
+                rt.kind
+            )));
         }
-        return Ok(old.clone());
-    }
-    if dry_run {
-        return Ok(new);
-    }
-    let rv = bump(inner, &mut new);
-    let key = (ns_key(rt, ns), name.to_string());
-    let objs = inner.objects.entry(rt.key()).or_default();
-    let kind = if finished {
-        objs.remove(&key);
-        EventType::Deleted
-    } else {
-        objs.insert(
-            key,
-            Stored {
-                object: new.clone(),
-                fields,
+        meta::normalize_metadata(&mut body);
+        let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => match meta_str(&body, "generateName").filter(|n| !n.is_empty()) {
+                Some(prefix) => format!("{prefix}{}", meta::random_suffix()),
+                None => {
+                    return Err(ApiError::Invalid(format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        qualified(&rt.plural, &rt.group)
+                    )));
+                }
             },
-        );
-        EventType::Modified
-    };
-    if rt.key() == CRD_KEY {
-        sync_crd(inner, tx, &new, kind == EventType::Deleted);
+        };
+        if !meta::valid_name(&name) {
+            return Err(ApiError::Invalid(format!(
+                "{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+                qualified(&rt.plural, &rt.group)
+            )));
+        }
+        let ns = if rt.namespaced {
+            let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
+            match (ns, body_ns) {
+                ("", Some(b)) => b.to_string(),
+                ("", None) => "default".to_string(),
+                (u, Some(b)) if u != b => return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into())),
+                (u, _) => u.to_string(),
+            }
+        } else {
+            String::new()
+        };
+        if self
+            .inner
+            .objects
+            .get(&rt.key())
+            .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())))
+        {
+            return Err(ApiError::AlreadyExists(format!(
+                "{} \"{name}\" already exists",
+                qualified(&rt.plural, &rt.group)
+            )));
+        }
+        if let Some(m) = body.as_object_mut() {
+            m.insert("apiVersion".into(), json!(rt.preferred_api_version()));
+            m.insert("kind".into(), json!(rt.kind));
+            if rt.status_subresource && rt.custom {
+                m.remove("status");
+            }
+            if rt.key() == "/namespaces" {
+                m.insert("status".into(), json!({"phase": "Active"}));
+            }
+        }
+        {
+            let m = meta_mut(&mut body);
+            m.insert("name".into(), json!(name));
+            if rt.namespaced {
+                m.insert("namespace".into(), json!(ns));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert("uid".into(), json!(meta::new_uid()));
+            m.insert("creationTimestamp".into(), meta::now_rfc3339());
+            m.insert("generation".into(), json!(1));
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+        }
+        if rt.key() == CRD_KEY {
+            mark_crd_established(&mut body);
+        }
+        let mut fields = ManagedFields::default();
+        match op {
+            Operation::Update => fields.record_update(opts.manager(), &Value::Null, &body),
+            Operation::Apply => {
+                let applied = body.clone();
+                let _ = fields.apply(opts.manager(), &json!({}), &applied, true);
+            }
+        }
+        self.write(rt, None, body, fields, By::Client(opts))
     }
-    record(
-        inner,
-        tx,
-        StoreEvent {
+
+    /// Update `old` with `doc` (the whole object, or its status for `Part::Status`): identity
+    /// fields kept, generation bumped on spec changes, ownership recorded; then write it.
+    fn update(
+        &mut self,
+        rt: &ResourceType,
+        old: &Stored,
+        doc: Value,
+        part: Part,
+        opts: &WriteOptions,
+        ownership: Ownership,
+    ) -> Result<Value, ApiError> {
+        let ns = meta_str(&old.object, "namespace").unwrap_or_default();
+        let name = meta_str(&old.object, "name").unwrap_or_default();
+        let candidate = merge_part(rt, &old.object, doc, part);
+        let new = prepare_update(rt, ns, name, &old.object, candidate)?;
+        let fields = match ownership {
+            Ownership::Update => {
+                let mut fields = old.fields.clone();
+                fields.record_update(opts.manager(), &old.object, &new);
+                fields
+            }
+            Ownership::Applied(mut fields) => {
+                fields.prune(&new);
+                fields
+            }
+        };
+        self.write(rt, Some(old), new, fields, By::Client(opts))
+    }
+
+    /// The one place where objects are created and updated: a CRD's kind is compiled, a client's
+    /// write is checked against the kind's schema, then (unless it changes nothing or is a dry
+    /// run) the object gets a resourceVersion, is stored, and watchers get its event. An update
+    /// that leaves a deleted object without finalizers removes it.
+    fn write(
+        &mut self,
+        rt: &ResourceType,
+        old: Option<&Stored>,
+        mut new: Value,
+        fields: ManagedFields,
+        by: By<'_>,
+    ) -> Result<Value, ApiError> {
+        let old_object = old.map(|s| &s.object);
+        let finished = old.is_some()
+            && new.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers(&new).is_empty();
+        let served = match rt.key() == CRD_KEY && !finished {
+            true => Some(self.crd_kind(&new, old_object)?),
+            false => None,
+        };
+        let dry_run = match by {
+            By::Client(opts) => {
+                if self.inner.schema_checks {
+                    rt.check(&new, old_object, opts.version.as_deref())?;
+                }
+                opts.dry_run
+            }
+            By::Server => false,
+        };
+        let key = (
+            ns_key(rt, meta_str(&new, "namespace").unwrap_or_default()),
+            meta_str(&new, "name").unwrap_or_default().to_string(),
+        );
+        if let Some(old) = old_object
+            && !finished
+            && meta::without_rv(&new) == meta::without_rv(old)
+        {
+            // No-op write: keep ownership changes, but no new resourceVersion and no event.
+            if !dry_run
+                && let Some(s) = self
+                    .inner
+                    .objects
+                    .get_mut(&rt.key())
+                    .and_then(|m| m.get_mut(&key))
+            {
+                s.fields = fields;
+            }
+            return Ok(old.clone());
+        }
+        if dry_run {
+            return Ok(new);
+        }
+        let rv = self.bump(&mut new);
+        let objs = self.inner.objects.entry(rt.key()).or_default();
+        let kind = if finished {
+            objs.remove(&key);
+            EventType::Deleted
+        } else {
+            objs.insert(
+                key,
+                Stored {
+                    object: new.clone(),
+                    fields,
+                },
+            );
+            match old {
+                Some(_) => EventType::Modified,
+                None => EventType::Added,
+            }
+        };
+        if let Some(t) = served {
+            self.inner.registry.insert(t);
+        } else if finished && rt.key() == CRD_KEY {
+            self.drop_kind(&new);
+        }
+        self.record(StoreEvent {
             key: rt.key(),
             rv,
             kind,
             object: new.clone(),
-            previous: Some(old.clone()),
-        },
-    );
-    Ok(new)
-}
+            previous: old_object.cloned(),
+        });
+        Ok(new)
+    }
 
-fn create_locked(
-    inner: &mut Inner,
-    tx: &broadcast::Sender<Arc<StoreEvent>>,
-    rt: &ResourceType,
-    ns: &str,
-    mut body: Value,
-    opts: &WriteOptions,
-    op: Operation,
-) -> Result<Value, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::BadRequest(
-            "the body of the request must be an object".into(),
-        ));
-    }
-    if let Some(k) = body.get("kind").and_then(Value::as_str)
-        && k != rt.kind
-    {
-        return Err(ApiError::BadRequest(format!(
-            "the kind of the object ({k}) does not match the resource ({})",
-            rt.kind
-        )));
-    }
-    meta::normalize_metadata(&mut body);
-    let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
-        Some(n) => n.to_string(),
-        None => match meta_str(&body, "generateName").filter(|n| !n.is_empty()) {
-            Some(prefix) => format!("{prefix}{}", meta::random_suffix()),
-            None => {
-                return Err(ApiError::Invalid(format!(
-                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
-                    qualified(&rt.plural, &rt.group)
-                )));
+    fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        pre: &Preconditions,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
+        let old = self.lookup(rt, ns, name)?;
+        if let Some(uid) = &pre.uid
+            && Some(uid.as_str()) != meta_str(&old.object, "uid")
+        {
+            return Err(ApiError::Conflict(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&old.object, "uid").unwrap_or_default()
+            )));
+        }
+        if let Some(rv) = &pre.resource_version
+            && Some(rv.as_str()) != meta_str(&old.object, "resourceVersion")
+        {
+            return Err(ApiError::Conflict(format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta_str(&old.object, "resourceVersion").unwrap_or_default()
+            )));
+        }
+        if !finalizers(&old.object).is_empty() {
+            if old.object.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
+                return Ok(Deleted {
+                    object: old.object,
+                    gone: false,
+                });
             }
-        },
-    };
-    if !meta::valid_name(&name) {
-        return Err(ApiError::Invalid(format!(
-            "{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
-            qualified(&rt.plural, &rt.group)
-        )));
-    }
-    let ns = if rt.namespaced {
-        let body_ns = meta_str(&body, "namespace").filter(|n| !n.is_empty());
-        match (ns, body_ns) {
-            ("", Some(b)) => b.to_string(),
-            ("", None) => "default".to_string(),
-            (u, Some(b)) if u != b => return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into())),
-            (u, _) => u.to_string(),
-        }
-    } else {
-        String::new()
-    };
-    if rt.key() == CRD_KEY {
-        validate_crd(&body, &name)?;
-    }
-    let key = (ns.clone(), name.clone());
-    if inner
-        .objects
-        .get(&rt.key())
-        .is_some_and(|m| m.contains_key(&key))
-    {
-        return Err(ApiError::AlreadyExists(format!(
-            "{} \"{name}\" already exists",
-            qualified(&rt.plural, &rt.group)
-        )));
-    }
-    if let Some(m) = body.as_object_mut() {
-        m.insert("apiVersion".into(), json!(rt.preferred_api_version()));
-        m.insert("kind".into(), json!(rt.kind));
-        if rt.status_subresource && rt.custom {
-            m.remove("status");
-        }
-        if rt.key() == "/namespaces" {
-            m.insert("status".into(), json!({"phase": "Active"}));
-        }
-    }
-    {
-        let m = meta_mut(&mut body);
-        m.insert("name".into(), json!(name));
-        if rt.namespaced {
-            m.insert("namespace".into(), json!(ns));
-        } else {
-            m.remove("namespace");
-        }
-        m.insert("uid".into(), json!(meta::new_uid()));
-        m.insert("creationTimestamp".into(), meta::now_rfc3339());
-        m.insert("generation".into(), json!(1));
-        m.remove("deletionTimestamp");
-        m.remove("deletionGracePeriodSeconds");
-    }
-    if rt.key() == CRD_KEY {
-        mark_crd_established(&mut body);
-    }
-    let mut fields = ManagedFields::default();
-    let manager = opts.field_manager.as_deref().unwrap_or(DEFAULT_MANAGER);
-    match op {
-        Operation::Update => fields.record_update(manager, &Value::Null, &body),
-        Operation::Apply => {
-            let applied = body.clone();
-            let _ = fields.apply(manager, &json!({}), &applied, true);
-        }
-    }
-    if opts.dry_run {
-        return Ok(body);
-    }
-    let rv = bump(inner, &mut body);
-    inner.objects.entry(rt.key()).or_default().insert(
-        key,
-        Stored {
-            object: body.clone(),
-            fields,
-        },
-    );
-    if rt.key() == CRD_KEY {
-        sync_crd(inner, tx, &body, false);
-    }
-    record(
-        inner,
-        tx,
-        StoreEvent {
-            key: rt.key(),
-            rv,
-            kind: EventType::Added,
-            object: body.clone(),
-            previous: None,
-        },
-    );
-    Ok(body)
-}
-
-fn delete_locked(
-    inner: &mut Inner,
-    tx: &broadcast::Sender<Arc<StoreEvent>>,
-    rt: &ResourceType,
-    ns: &str,
-    name: &str,
-    pre: &Preconditions,
-    dry_run: bool,
-) -> Result<Deleted, ApiError> {
-    let old = lookup(inner, rt, ns, name)?.object;
-    if let Some(uid) = &pre.uid
-        && Some(uid.as_str()) != meta_str(&old, "uid")
-    {
-        return Err(ApiError::Conflict(format!(
-            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-            meta_str(&old, "uid").unwrap_or_default()
-        )));
-    }
-    if let Some(rv) = &pre.resource_version
-        && Some(rv.as_str()) != meta_str(&old, "resourceVersion")
-    {
-        return Err(ApiError::Conflict(format!(
-            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-            meta_str(&old, "resourceVersion").unwrap_or_default()
-        )));
-    }
-    let key = (ns_key(rt, ns), name.to_string());
-    if !finalizers(&old).is_empty() {
-        if old.pointer("/metadata/deletionTimestamp").is_some() || dry_run {
+            let mut new = old.object.clone();
+            {
+                let m = meta_mut(&mut new);
+                m.insert("deletionTimestamp".into(), meta::now_rfc3339());
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
+                m.insert("generation".into(), json!(g + 1));
+            }
+            let object = self.write(rt, Some(&old), new, old.fields.clone(), By::Server)?;
             return Ok(Deleted {
-                object: old,
+                object,
                 gone: false,
             });
         }
-        let mut new = old.clone();
-        {
-            let m = meta_mut(&mut new);
-            m.insert("deletionTimestamp".into(), meta::now_rfc3339());
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
-            m.insert("generation".into(), json!(g + 1));
+        if dry_run {
+            return Ok(Deleted {
+                object: old.object,
+                gone: true,
+            });
         }
-        let rv = bump(inner, &mut new);
-        if let Some(s) = inner
-            .objects
-            .get_mut(&rt.key())
-            .and_then(|m| m.get_mut(&key))
-        {
-            s.object = new.clone();
+        let gone = self
+            .remove(&rt.key(), &(ns_key(rt, ns), name.to_string()))
+            .unwrap_or(old.object);
+        if rt.key() == CRD_KEY {
+            self.drop_kind(&gone);
         }
-        record(
-            inner,
-            tx,
-            StoreEvent {
-                key: rt.key(),
-                rv,
-                kind: EventType::Modified,
-                object: new.clone(),
-                previous: Some(old),
-            },
-        );
-        return Ok(Deleted {
-            object: new,
-            gone: false,
-        });
-    }
-    if dry_run {
-        return Ok(Deleted {
-            object: old,
-            gone: true,
-        });
-    }
-    let mut gone = old.clone();
-    let rv = bump(inner, &mut gone);
-    if let Some(m) = inner.objects.get_mut(&rt.key()) {
-        m.remove(&key);
-    }
-    record(
-        inner,
-        tx,
-        StoreEvent {
-            key: rt.key(),
-            rv,
-            kind: EventType::Deleted,
-            object: gone.clone(),
-            previous: Some(old),
-        },
-    );
-    if rt.key() == CRD_KEY {
-        sync_crd(inner, tx, &gone, true);
-    }
-    if rt.key() == "/namespaces" {
-        // Cascade: remove everything in the namespace (finalizers are not waited for).
-        let keys: Vec<String> = inner.objects.keys().cloned().collect();
-        for k in keys {
-            let Some(t) = inner
+        if rt.key() == "/namespaces" {
+            // Cascade: remove everything in the namespace (finalizers are not waited for).
+            let namespaced: Vec<String> = self
+                .inner
                 .registry
                 .all()
-                .find(|t| t.key() == k && t.namespaced)
-                .cloned()
-            else {
-                continue;
-            };
-            let names: Vec<String> = inner.objects[&k]
-                .keys()
-                .filter(|(n, _)| n == name)
-                .map(|(_, n)| n.clone())
+                .filter(|t| t.namespaced)
+                .map(ResourceType::key)
                 .collect();
-            for n in names {
-                if let Some(s) = inner
+            for type_key in namespaced {
+                let keys: Vec<(String, String)> = self
+                    .inner
                     .objects
-                    .get_mut(&k)
-                    .and_then(|m| m.remove(&(name.to_string(), n)))
-                {
-                    let mut obj = s.object.clone();
-                    let rv = bump(inner, &mut obj);
-                    record(
-                        inner,
-                        tx,
-                        StoreEvent {
-                            key: t.key(),
-                            rv,
-                            kind: EventType::Deleted,
-                            object: obj,
-                            previous: Some(s.object),
-                        },
-                    );
+                    .get(&type_key)
+                    .map(|m| m.keys().filter(|(n, _)| n == name).cloned().collect())
+                    .unwrap_or_default();
+                for key in keys {
+                    self.remove(&type_key, &key);
                 }
             }
         }
+        Ok(Deleted {
+            object: gone,
+            gone: true,
+        })
     }
-    Ok(Deleted {
-        object: gone,
-        gone: true,
-    })
+
+    /// Remove a stored object and send its `DELETED` event (under a new resourceVersion).
+    fn remove(&mut self, type_key: &str, key: &(String, String)) -> Option<Value> {
+        let stored = self.inner.objects.get_mut(type_key)?.remove(key)?;
+        let mut gone = stored.object.clone();
+        let rv = self.bump(&mut gone);
+        self.record(StoreEvent {
+            key: type_key.to_string(),
+            rv,
+            kind: EventType::Deleted,
+            object: gone.clone(),
+            previous: Some(stored.object),
+        });
+        Some(gone)
+    }
+
+    /// The kind a CRD object serves: the one already served when its spec is unchanged,
+    /// else checked and compiled anew (a CRD with a bad schema or rule is refused here).
+    fn crd_kind(&self, crd: &Value, old: Option<&Value>) -> Result<ResourceType, ApiError> {
+        let (group, plural) = crd_names(crd);
+        if let Some(old) = old
+            && old.get("spec") == crd.get("spec")
+            && let Some(t) = self.inner.registry.get(group, plural).filter(|t| t.custom)
+        {
+            return Ok(t.clone());
+        }
+        validate_crd(crd)
+    }
+
+    /// Stop serving a deleted CRD's kind and delete its objects.
+    fn drop_kind(&mut self, crd: &Value) {
+        let (group, plural) = crd_names(crd);
+        let Some(rt) = self.inner.registry.remove(group, plural) else {
+            return;
+        };
+        let keys: Vec<(String, String)> = self
+            .inner
+            .objects
+            .get(&rt.key())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for key in keys {
+            self.remove(&rt.key(), &key);
+        }
+        self.inner.objects.remove(&rt.key());
+    }
+
+    fn record(&mut self, ev: StoreEvent) {
+        let ev = Arc::new(ev);
+        let h = self.inner.history.entry(ev.key.clone()).or_default();
+        h.events.push_back(ev.clone());
+        while h.events.len() > HISTORY_PER_KIND {
+            if let Some(old) = h.events.pop_front() {
+                h.compacted_through = old.rv;
+            }
+        }
+        let _ = self.tx.send(ev);
+    }
+
+    fn bump(&mut self, obj: &mut Value) -> u64 {
+        self.inner.rv += 1;
+        let rv = self.inner.rv;
+        meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        rv
+    }
 }
 
-fn validate_crd(body: &Value, name: &str) -> Result<(), ApiError> {
+/// `spec.group` and `spec.names.plural` of a CRD object.
+fn crd_names(crd: &Value) -> (&str, &str) {
+    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    (s("/spec/group"), s("/spec/names/plural"))
+}
+
+/// Check a CRD object and describe the kind it serves (schemas compiled).
+fn validate_crd(body: &Value) -> Result<ResourceType, ApiError> {
+    let name = meta_str(body, "name").unwrap_or_default();
     let crd: CustomResourceDefinition = serde_json::from_value(body.clone())
         .map_err(|e| ApiError::BadRequest(format!("invalid CustomResourceDefinition: {e}")))?;
     let rt = ResourceType::from_crd(&crd)?;
@@ -1191,7 +1200,7 @@ fn validate_crd(body: &Value, name: &str) -> Result<(), ApiError> {
             "CustomResourceDefinition.apiextensions.k8s.io \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
         )));
     }
-    Ok(())
+    Ok(rt)
 }
 
 fn mark_crd_established(body: &mut Value) {
@@ -1209,42 +1218,5 @@ fn mark_crd_established(body: &mut Value) {
                 ],
             }),
         );
-    }
-}
-
-/// Keep the registry in step with stored CRD objects; deleting a CRD drops its objects.
-fn sync_crd(
-    inner: &mut Inner,
-    tx: &broadcast::Sender<Arc<StoreEvent>>,
-    crd: &Value,
-    deleted: bool,
-) {
-    let Ok(parsed) = serde_json::from_value::<CustomResourceDefinition>(crd.clone()) else {
-        return;
-    };
-    let Ok(rt) = ResourceType::from_crd(&parsed) else {
-        return;
-    };
-    if !deleted {
-        inner.registry.insert(rt);
-        return;
-    }
-    inner.registry.remove(&rt.group, &rt.plural);
-    if let Some(objs) = inner.objects.remove(&rt.key()) {
-        for (_, s) in objs {
-            let mut obj = s.object.clone();
-            let rv = bump(inner, &mut obj);
-            record(
-                inner,
-                tx,
-                StoreEvent {
-                    key: rt.key(),
-                    rv,
-                    kind: EventType::Deleted,
-                    object: obj,
-                    previous: Some(s.object),
-                },
-            );
-        }
     }
 }

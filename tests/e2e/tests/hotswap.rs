@@ -255,7 +255,15 @@ async fn refused_modules_leave_the_old_revision_serving() {
     h.wait_refused("a", g, "FetchTimeout").await;
     old_revision_serves(&h, "a", &old, V1).await;
 
-    // Specs the controller refuses before fetching anything, naming the field.
+    // Specs the controller refuses before fetching anything, naming the field. The CRD's
+    // schema refuses them at admission already (tests/e2e/tests/admission.rs); with those
+    // checks off (an API server without CEL rules, or objects stored before a rule existed),
+    // the controller must refuse them itself.
+    h.env
+        .api
+        .as_ref()
+        .expect("the development API server")
+        .set_schema_checks(false);
     let fetched_before = files.calls().len();
     let g = h
         .set_module("a", serde_json::json!({"url": files.url("/mock-v2.wasm")}))
@@ -286,6 +294,11 @@ async fn refused_modules_leave_the_old_revision_serving() {
         dump(&gp)
     );
     old_revision_serves(&h, "a", &old, V1).await;
+    h.env
+        .api
+        .as_ref()
+        .expect("the development API server")
+        .set_schema_checks(true);
     assert!(
         files.calls()[fetched_before..]
             .iter()
