@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::{Event, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::bootstrap::tailscale::TailscaleClient;
 use crate::crd::GPURequest;
@@ -63,18 +63,32 @@ impl Ctx {
         }
     }
 
-    /// Publishes an event about `req`; a failure to publish is logged, never fatal.
-    pub async fn publish(&self, req: &GPURequest, note: Note) {
-        let reference = req.object_ref(&());
+    /// Publishes an event about `object` (a GPURequest or a GPUProvider); a failure to
+    /// publish is logged, never fatal.
+    pub async fn publish<K>(&self, object: &K, note: Note)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.publish_as(object, note, "Reconcile").await;
+    }
+
+    /// [`Ctx::publish`] with the event's `action`. The recorder folds an event into an earlier
+    /// one of the same object, type, reason and action (counting it, keeping the earlier
+    /// note), so events whose notes must all be seen need actions of their own.
+    pub async fn publish_as<K>(&self, object: &K, note: Note, action: &str)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let reference = object.object_ref(&());
         let event = Event {
             type_: note.type_,
             reason: note.reason,
             note: Some(note.message),
-            action: "Reconcile".into(),
+            action: action.into(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
-            tracing::debug!(request = %req.name_any(), "publishing an event failed: {e}");
+            tracing::debug!(object = %object.name_any(), "publishing an event failed: {e}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 pub struct Metrics {
@@ -10,6 +11,10 @@ pub struct Metrics {
     pub reconcile_errors: Counter,
     pub orphans_terminated: Counter,
     pub gc_list_failures: Counter,
+    /// Modules swapped in (first load, new revision, rollback), by `provider`.
+    pub module_swaps: Family<Vec<(String, String)>, Counter>,
+    /// Module loads refused, by `provider` and `reason`: once per refused spec, not per retry.
+    pub module_refusals: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -19,6 +24,8 @@ impl Default for Metrics {
         let reconcile_errors = Counter::default();
         let orphans_terminated = Counter::default();
         let gc_list_failures = Counter::default();
+        let module_swaps = Family::<Vec<(String, String)>, Counter>::default();
+        let module_refusals = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "reconciles",
             "GPURequest reconciles run",
@@ -39,12 +46,24 @@ impl Default for Metrics {
             "Provider listings that failed during garbage collection",
             gc_list_failures.clone(),
         );
+        registry.register(
+            "module_swaps",
+            "Provider modules swapped in (first load, new revision or rollback), by provider",
+            module_swaps.clone(),
+        );
+        registry.register(
+            "module_refusals",
+            "Provider module loads refused (the active revision kept serving), by provider and reason",
+            module_refusals.clone(),
+        );
         Metrics {
             registry,
             reconciles,
             reconcile_errors,
             orphans_terminated,
             gc_list_failures,
+            module_swaps,
+            module_refusals,
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::plugins::{Balance, Grants, Limits, LoadError, Operation, SecretValue}
 use super::ReconcileError;
 use super::clock;
 use super::context::Ctx;
+use super::lifecycle::Note;
 use super::registry::{ProviderRegistry, REVISIONS_KEPT, Revision};
 use super::settings::Settings;
 
@@ -381,12 +382,22 @@ pub async fn reconcile(
             generation,
         );
         if gp.metadata.deletion_timestamp.is_none() {
+            report(
+                &ctx,
+                &gp,
+                loaded_condition(gp.status.as_ref()),
+                &status,
+                false,
+            )
+            .await;
             write_status(&ctx, &gp, &status).await?;
         }
         return Ok(Action::await_change());
     }
+    let before = loaded_condition(gp.status.as_ref());
     let loaded = load(&gp, &ctx, &state, &name, &now).await;
     record_revisions(&mut status, &ctx.registry, &name);
+    let swapped = matches!(loaded, Ok(true));
     match loaded {
         Ok(_) => {
             if let (Some(slot), Some(active)) =
@@ -487,6 +498,62 @@ pub async fn reconcile(
             status.last_error = Some(f.message);
         }
     }
+    report(&ctx, &gp, before, &status, swapped).await;
     write_status(&ctx, &gp, &status).await?;
     Ok(Action::requeue(ctx.settings.health_interval))
+}
+
+/// The `Loaded` condition's status, reason and message.
+fn loaded_condition(status: Option<&GPUProviderStatus>) -> Option<(String, String, String)> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Loaded")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Tells people what changed, once: an event and a metric when a module was swapped in, and
+/// when a load was refused or the provider disabled (only when the `Loaded` condition changed,
+/// so a refused spec retried on every pass is reported once).
+async fn report(
+    ctx: &Ctx,
+    gp: &GPUProvider,
+    before: Option<(String, String, String)>,
+    status: &GPUProviderStatus,
+    swapped: bool,
+) {
+    let Some(now) = loaded_condition(Some(status)) else {
+        return;
+    };
+    let name = gp.name_any();
+    let (state, reason, message) = now.clone();
+    let note = if swapped {
+        ctx.metrics
+            .module_swaps
+            .get_or_create(&vec![("provider".to_string(), name.clone())])
+            .inc();
+        tracing::info!(provider = %name, "module swapped in: {message}");
+        Note::new(false, "ModuleLoaded", message)
+    } else if before.as_ref() == Some(&now) || state == "True" {
+        return;
+    } else if reason == "Disabled" {
+        Note::new(false, "Disabled", message)
+    } else {
+        ctx.metrics
+            .module_refusals
+            .get_or_create(&vec![
+                ("provider".to_string(), name.clone()),
+                ("reason".to_string(), reason.clone()),
+            ])
+            .inc();
+        // The refusal itself is logged at warn where it happens (above).
+        Note::new(true, &reason, message)
+    };
+    // One action per spec generation: a later swap or refusal is an event of its own, with its
+    // own note, rather than a repeat of the first.
+    let action = format!(
+        "LoadGeneration{}",
+        gp.metadata.generation.unwrap_or_default()
+    );
+    ctx.publish_as(gp, note, &action).await;
 }

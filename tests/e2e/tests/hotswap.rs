@@ -322,6 +322,102 @@ async fn refused_modules_leave_the_old_revision_serving() {
 
 /// Roll forward and back by changing only `spec.module.digest`, on an OCI tag that moved: the
 /// rollback takes the kept revision, with no request to the registry and no compilation.
+/// The events about GPUProvider `name`, as (type, reason, note, times seen), oldest first.
+async fn provider_events(h: &Harness, name: &str) -> Vec<(String, String, String, i32)> {
+    use k8s_openapi::api::events::v1::Event;
+    let api: Api<Event> = Api::all(h.env.client.clone());
+    let mut events: Vec<Event> = api
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("GPUProvider")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect();
+    events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    events
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.series.map_or(1, |s| s.count),
+            )
+        })
+        .collect()
+}
+
+/// Swaps and refusals are told once each: an event on the GPUProvider and a metric, not one
+/// per reconcile pass while a refused spec stays in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_and_refusals_are_reported_once_as_events_and_metrics() {
+    let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let files = FileServer::start().await.unwrap();
+    let v2 = mock_v2();
+    files.put("/mock-v2.wasm", v2.clone());
+
+    // The first load of v1 was a swap too.
+    let first = provider_events(&h, "a").await;
+    assert!(
+        first
+            .iter()
+            .any(|(t, r, _, _)| t == "Normal" && r == "ModuleLoaded"),
+        "{first:#?}"
+    );
+
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "digest": digest(b"another module")}),
+        )
+        .await;
+    h.wait_refused("a", g, "DigestMismatch").await;
+    // Several reconcile passes (every 500 ms here) retry the refused spec.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = provider_events(&h, "a").await;
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|(_, r, _, _)| r == "DigestMismatch")
+        .collect();
+    assert_eq!(refusals.len(), 1, "one refusal event: {events:#?}");
+    assert_eq!(
+        refusals[0].3, 1,
+        "told once, not once per pass: {events:#?}"
+    );
+    assert_eq!(refusals[0].0, "Warning");
+    assert!(refusals[0].2.contains("keeps serving"), "{}", refusals[0].2);
+
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": files.url("/mock-v2.wasm"), "digest": digest(&v2)}),
+        )
+        .await;
+    h.wait_ready("a", g).await;
+    let events = provider_events(&h, "a").await;
+    let loaded: Vec<_> = events
+        .iter()
+        .filter(|(_, r, _, _)| r == "ModuleLoaded")
+        .collect();
+    assert_eq!(loaded.len(), 2, "v1, then v2: {events:#?}");
+    assert!(loaded[1].2.contains(&digest(&v2)), "{}", loaded[1].2);
+
+    let metrics = h.metrics.render();
+    assert!(
+        metrics.contains("tgp_module_swaps_total{provider=\"a\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tgp_module_refusals_total{provider=\"a\",reason=\"DigestMismatch\"} 1"),
+        "{metrics}"
+    );
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_is_one_field_and_comes_from_the_cache() {
     let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;

@@ -68,6 +68,11 @@ impl Note {
         } else {
             tracing::info!(request, reason, "{message}");
         }
+        Self::new(warning, reason, message)
+    }
+
+    /// An event (a warning or a normal one), not logged.
+    pub(crate) fn new(warning: bool, reason: &str, message: String) -> Self {
         Self {
             type_: if warning {
                 EventType::Warning
@@ -1413,7 +1418,7 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
             tracing::debug!("status write during deletion failed: {e}");
         }
         ctx.publish(
-            &req,
+            req.as_ref(),
             Note {
                 type_: EventType::Normal,
                 reason: "Terminating".into(),
@@ -1432,7 +1437,7 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
         }
     }
     for note in notes {
-        ctx.publish(&req, note).await;
+        ctx.publish(req.as_ref(), note).await;
     }
     let tailscale_pending = match progress? {
         teardown::Progress::Draining(message) => {
@@ -1456,7 +1461,7 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     }
     if !targets.is_empty() {
         ctx.publish(
-            &req,
+            req.as_ref(),
             Note {
                 type_: EventType::Normal,
                 reason: "Terminated".into(),

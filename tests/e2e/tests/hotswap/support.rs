@@ -81,6 +81,8 @@ pub struct Harness {
     pub env: DevEnv,
     pub registry: Arc<ProviderRegistry>,
     pub host: Arc<PluginHost>,
+    /// The metrics of the running controllers (new ones after a restart).
+    pub metrics: Arc<tgp::operator::metrics::Metrics>,
     cache_dir: tempfile::TempDir,
     controllers: Option<Controllers>,
 }
@@ -112,6 +114,7 @@ impl Harness {
             env,
             registry: ProviderRegistry::new(),
             host,
+            metrics: Arc::default(),
             cache_dir,
             controllers: None,
         };
@@ -133,6 +136,7 @@ impl Harness {
             NAMESPACE.to_string(),
             "hotswap-test".to_string(),
         ));
+        self.metrics = ctx.metrics.clone();
         self.controllers = Some(Controllers(tokio::spawn(operator::run_controllers(ctx))));
     }
 
