@@ -111,10 +111,10 @@ pub fn fits(offer: &Offer, spec: &GpuSpec) -> Result<(), Misfit> {
     if offer.spot != spec.spot {
         return Err(Misfit::Spot);
     }
-    if let Some(max) = spec.max_price_per_hour {
-        if offer.price_per_hour > max {
-            return Err(Misfit::Price);
-        }
+    if let Some(max) = spec.max_price_per_hour
+        && offer.price_per_hour > max
+    {
+        return Err(Misfit::Price);
     }
     if offer.availability == Availability::Unavailable {
         return Err(Misfit::Unavailable);

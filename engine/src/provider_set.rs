@@ -287,7 +287,7 @@ mod tests {
     fn a_secret_needs_exactly_one_source() {
         let file: ProviderSetFile =
             serde_yaml::from_str("providers:\n  - name: a\n    module: a.wasm\n    secrets: {api_key: {env: X, value: y}}\n").expect("parses");
-        let err = file.providers[0].grants().err().expect("refused");
+        let err = file.providers[0].grants().expect_err("refused");
         assert!(err.to_string().contains("secrets.api_key"), "{err}");
     }
 

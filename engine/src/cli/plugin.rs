@@ -2,7 +2,7 @@
 //! operator uses, without a cluster.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -149,7 +149,7 @@ struct Inspection<'a> {
     info: &'a crate::plugins::ProviderInfo,
 }
 
-fn inspection<'a>(path: &PathBuf, plugin: &'a Plugin) -> Inspection<'a> {
+fn inspection<'a>(path: &Path, plugin: &'a Plugin) -> Inspection<'a> {
     let info = plugin.info();
     Inspection {
         file: path.display().to_string(),

@@ -104,10 +104,10 @@ impl CallGate {
     /// Reserves a call of `op` now, or says how long to wait.
     pub fn admit(&self, op: Operation) -> Result<(), GateRefusal> {
         let now = Instant::now();
-        if let Some(until) = *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()) {
-            if until > now {
-                return Err(GateRefusal::RetryAfter(until - now));
-            }
+        if let Some(until) = *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner())
+            && until > now
+        {
+            return Err(GateRefusal::RetryAfter(until - now));
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         for b in buckets.iter_mut().filter(|b| b.applies_to(op)) {

@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn names_the_field_of_each_problem() {
-        let cases: Vec<(Box<dyn Fn(&mut GPURequestSpec)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut GPURequestSpec)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|s| s.gpu_type = "H9000".into()), "gpuType"),
             (Box::new(|s| s.gpu_type = "".into()), "gpuType"),
             (Box::new(|s| s.gpu_count = -1), "gpuCount"),

@@ -133,7 +133,7 @@ mod tests {
         let admitted = (0..20)
             .filter(|_| matches!(l.admit(), Admit::Yes { .. }))
             .count();
-        assert!(admitted >= 5 && admitted < 20, "admitted {admitted}");
+        assert!((5..20).contains(&admitted), "admitted {admitted}");
         assert_eq!(l.dropped_total(), (20 - admitted) as u64);
     }
 
@@ -142,10 +142,10 @@ mod tests {
         let l = LogLimiter::new(1);
         let mut reports = 0;
         for _ in 0..5_000 {
-            if let Admit::Yes { dropped } = l.admit() {
-                if dropped > 0 {
-                    reports += 1;
-                }
+            if let Admit::Yes { dropped } = l.admit()
+                && dropped > 0
+            {
+                reports += 1;
             }
             // Refill one token each round, as if time passed.
             l.bucket.lock().unwrap().tokens += 0.5;

@@ -23,6 +23,9 @@ async fn server() -> (DevApiServer, Client) {
     (server, client)
 }
 
+/// A change to an object, for a table of bad cases.
+type Edit<'a> = &'a dyn Fn(&mut Value);
+
 /// The request of `examples/gpurequest.yaml`, as JSON.
 fn example_request() -> Value {
     let yaml = include_str!("../../../examples/gpurequest.yaml");
@@ -99,7 +102,7 @@ async fn the_example_request_is_admitted_and_bad_requests_are_refused() {
         .expect("no idleTimeout, no talos: admitted");
 
     // Patterns and ranges, each naming its field.
-    let cases: [(&str, &dyn Fn(&mut Value), &str); 5] = [
+    let cases: [(&str, Edit, &str); 5] = [
         (
             "price",
             &|v| v["spec"]["maxHourlyPrice"] = json!("4 dollars"),

@@ -678,6 +678,6 @@ async fn calls_to_granted_but_undeclared_hosts_are_on_record() {
     assert!(plugin.contacted_origins().is_empty());
     let offers = plugin.quote(&spec("A100", 1)).await.expect("the call runs");
     assert!(offers[0].offer_id.starts_with("status 200"), "{offers:?}");
-    assert_eq!(plugin.contacted_origins(), [origin.clone()]);
+    assert_eq!(plugin.contacted_origins(), std::slice::from_ref(&origin));
     assert_eq!(plugin.undeclared_origins(), [origin]);
 }

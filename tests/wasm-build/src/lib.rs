@@ -32,10 +32,10 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
     let mut dir = manifest_dir.to_path_buf();
     loop {
         let manifest = dir.join("Cargo.toml");
-        if let Ok(text) = std::fs::read_to_string(&manifest) {
-            if text.contains("[workspace]") {
-                return dir;
-            }
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && text.contains("[workspace]")
+        {
+            return dir;
         }
         if !dir.pop() {
             panic!("no workspace root above {}", manifest_dir.display());

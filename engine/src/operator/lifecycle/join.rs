@@ -219,10 +219,9 @@ pub(super) async fn user_data(
         w.st.bootstrap
             .as_ref()
             .and_then(|s| s.tailscale_key_id.clone())
+        && let Err(e) = inputs.tailscale.delete_key(&old).await
     {
-        if let Err(e) = inputs.tailscale.delete_key(&old).await {
-            tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {old}: {e}");
-        }
+        tracing::warn!(request = %w.req.name_any(), "deleting unused Tailscale key {old}: {e}");
     }
     let mut labels = w.req.spec.node_labels.clone();
     labels.insert(REQUEST_LABEL.into(), request_label_value(w.req));

@@ -1157,22 +1157,22 @@ fn next_health_check(w: &Work<'_>, _valid: &ValidRequest) -> Duration {
 /// Ready: the lifetime limit, then a fresh verify.
 async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, ReconcileError> {
     let settings = w.ctx.settings.clone();
-    if let Some(expiry) = clock::parse(w.st.expires_at.as_deref()) {
-        if w.now >= expiry {
-            w.cond(
-                cond::READY,
-                false,
-                "MaxLifetimeReached",
-                format!("maxLifetime reached at {expiry}; terminating the instance"),
-            );
-            w.note(
-                false,
-                "MaxLifetimeReached",
-                "maxLifetime reached; terminating the instance",
-            );
-            w.phase(Phase::Terminating);
-            return Ok(Action::requeue(Duration::ZERO));
-        }
+    if let Some(expiry) = clock::parse(w.st.expires_at.as_deref())
+        && w.now >= expiry
+    {
+        w.cond(
+            cond::READY,
+            false,
+            "MaxLifetimeReached",
+            format!("maxLifetime reached at {expiry}; terminating the instance"),
+        );
+        w.note(
+            false,
+            "MaxLifetimeReached",
+            "maxLifetime reached; terminating the instance",
+        );
+        w.phase(Phase::Terminating);
+        return Ok(Action::requeue(Duration::ZERO));
     }
     let (Some(provider), Some(id)) = (w.st.provider.clone(), w.st.instance_id.clone()) else {
         w.st.phase = Phase::Quoting;
@@ -1214,13 +1214,13 @@ async fn health_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
         w.st.last_verified_at = Some(w.now_text());
         accrue(w);
         w.cond(cond::HEALTHY, true, "Running", "instance verified running");
-        if let Some(idle) = valid.idle_timeout {
-            if let Some(message) = join::idle_check(w, idle).await? {
-                w.cond(cond::READY, false, "IdleTimeout", message.clone());
-                w.note(false, "IdleTimeout", message);
-                w.phase(Phase::Terminating);
-                return Ok(Action::requeue(Duration::ZERO));
-            }
+        if let Some(idle) = valid.idle_timeout
+            && let Some(message) = join::idle_check(w, idle).await?
+        {
+            w.cond(cond::READY, false, "IdleTimeout", message.clone());
+            w.note(false, "IdleTimeout", message);
+            w.phase(Phase::Terminating);
+            return Ok(Action::requeue(Duration::ZERO));
         }
         return Ok(Action::requeue(next_health_check(w, valid)));
     }
@@ -1369,10 +1369,10 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     let mut st = req.status.clone().unwrap_or_default();
     let uid = req.uid().unwrap_or_default();
     let mut targets: Vec<(String, String)> = Vec::new();
-    if let (Some(p), Some(id)) = (&st.provider, &st.instance_id) {
-        if st.phase != Phase::Terminated {
-            targets.push((p.clone(), id.clone()));
-        }
+    if let (Some(p), Some(id)) = (&st.provider, &st.instance_id)
+        && st.phase != Phase::Terminated
+    {
+        targets.push((p.clone(), id.clone()));
     }
     if let Some(pending) = &st.pending_launch {
         // A launch may have happened without its id reaching status: find it by tag.
@@ -1431,10 +1431,10 @@ pub async fn cleanup(req: Arc<GPURequest>, ctx: Arc<Ctx>) -> Result<Action, Reco
     let mut notes = Vec::new();
     let before = st.clone();
     let progress = teardown::node_and_tailnet(&ctx, &req, &mut st, &mut notes, false).await;
-    if st != before {
-        if let Err(e) = write_status(&ctx, &req, &st).await {
-            tracing::debug!("status write during deletion failed: {e}");
-        }
+    if st != before
+        && let Err(e) = write_status(&ctx, &req, &st).await
+    {
+        tracing::debug!("status write during deletion failed: {e}");
     }
     for note in notes {
         ctx.publish(req.as_ref(), note).await;
