@@ -48,6 +48,11 @@ pub struct RunArgs {
     /// certificate, stops the operator. Not used for OCI sources.
     #[arg(long, env = "TGP_MODULE_CA_FILE", value_name = "PATH")]
     pub module_ca_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address,
+    /// e.g. 0.0.0.0:8080 (every replica serves its own; only the leader's counters move). Not
+    /// served when unset.
+    #[arg(long, env = "TGP_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub bootstrap: BootstrapArgs,
 }
@@ -158,6 +163,7 @@ pub async fn run(args: RunArgs, host: PluginHost) -> anyhow::Result<i32> {
         gc_grace: Duration::from_secs(args.gc_grace),
         bootstrap: args.bootstrap.settings(),
         module_ca,
+        metrics_addr: args.metrics_addr,
         ..Settings::default()
     };
     let leader = LeaderConfig {
@@ -205,29 +211,32 @@ mod tests {
                 continue;
             };
             let (name, template) = flag.split_once('=').expect("flags are --name=value");
-            // `{{ .Values.a.b }}` -> values[a][b]; `.Release.Namespace` -> a namespace.
-            let path = template
-                .trim_start_matches("{{")
-                .trim_end_matches("}}")
-                .trim();
-            let value = if !template.contains("{{") {
-                // A literal value (the module CA bundle's mount path).
-                template.to_string()
-            } else if let Some(p) = path.strip_prefix(".Values.") {
-                let mut v = &values;
-                for part in p.split('.') {
-                    v = v
-                        .get(part)
-                        .unwrap_or_else(|| panic!("values.yaml has no {p} (used by --{name})"));
+            // Each `{{ .Values.a.b }}` -> values[a][b]; `{{ .Release.Namespace }}` -> a
+            // namespace; the rest of the value is literal (e.g. `0.0.0.0:{{ ... }}`).
+            let mut value = String::new();
+            let mut rest = template;
+            while let Some(start) = rest.find("{{") {
+                value.push_str(&rest[..start]);
+                let end = rest[start..].find("}}").expect("closed template") + start;
+                let path = rest[start + 2..end].trim();
+                if let Some(p) = path.strip_prefix(".Values.") {
+                    let mut v = &values;
+                    for part in p.split('.') {
+                        v = v
+                            .get(part)
+                            .unwrap_or_else(|| panic!("values.yaml has no {p} (used by --{name})"));
+                    }
+                    value.push_str(&match v {
+                        serde_yaml::Value::String(s) if s.is_empty() => "x".to_string(),
+                        serde_yaml::Value::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                    });
+                } else {
+                    value.push_str("tgp-system");
                 }
-                match v {
-                    serde_yaml::Value::String(s) if s.is_empty() => "x".to_string(),
-                    serde_yaml::Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap().trim().to_string(),
-                }
-            } else {
-                "tgp-system".to_string()
-            };
+                rest = &rest[end + 2..];
+            }
+            value.push_str(rest);
             argv.push(format!("--{name}={value}"));
             flags += 1;
         }
@@ -236,6 +245,12 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not a run command")
         };
+        assert_eq!(
+            args.metrics_addr,
+            Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
+            "metrics are served by default, on the port the chart declares"
+        );
+        assert!(deployment.contains("containerPort: {{ .Values.metrics.port }}"));
         let b = args.bootstrap.settings();
         assert_eq!(b.talos_secret, "tgp-talos-secrets");
         assert_eq!(b.tailscale_tags, vec!["tag:tgp-gpu".to_string()]);

@@ -479,5 +479,6 @@ pub fn fast_settings() -> Settings {
             ..BootstrapSettings::default()
         },
         module_ca: None,
+        metrics_addr: None,
     }
 }

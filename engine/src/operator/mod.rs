@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod naming;
 pub mod provider_loader;
 pub mod registry;
+pub mod serve;
 pub mod settings;
 pub mod validate;
 
@@ -165,6 +166,17 @@ pub async fn run(
         leader.namespace.clone(),
         leader.identity.clone(),
     ));
+    // Every replica serves its metrics and health, leader or not.
+    let _metrics_server = match ctx.settings.metrics_addr {
+        Some(addr) => {
+            let (bound, task) = serve::serve(addr, ctx.metrics.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: cannot listen: {e}"))?;
+            tracing::info!(%bound, "serving /metrics and /healthz");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &leader.lease_name)
         .with_namespace(&leader.namespace)
         .with_identity(&leader.identity)

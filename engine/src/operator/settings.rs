@@ -37,6 +37,8 @@ pub struct Settings {
     /// CA certificates that URL module sources trust besides the public roots
     /// (`--module-ca-file`); `None`: the public roots only.
     pub module_ca: Option<ModuleCaBundle>,
+    /// Where to serve `/metrics` and `/healthz` (`--metrics-addr`); `None`: not served.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where the Talos and Tailscale secrets live and how worker nodes are built and torn down.
@@ -116,6 +118,7 @@ impl Default for Settings {
             max_attempts: 8,
             bootstrap: BootstrapSettings::default(),
             module_ca: None,
+            metrics_addr: None,
         }
     }
 }
