@@ -11,7 +11,7 @@
 //! device with it, so a machine that is gone does not linger as a NotReady node.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
@@ -42,10 +42,41 @@ pub struct GcReport {
     pub nodes_deleted: Vec<String>,
 }
 
+/// An orphan: (provider, instance id) for instances, ("node", name) for Nodes.
+type OrphanKey = (String, String);
+
 /// Remembers when each orphan was first seen, across rounds.
 #[derive(Default)]
 pub struct GcState {
-    first_seen: HashMap<(String, String), Instant>,
+    first_seen: HashMap<OrphanKey, Instant>,
+    /// The orphans seen in the round in progress; the others are forgotten when it ends.
+    this_round: HashSet<OrphanKey>,
+}
+
+impl GcState {
+    /// Notes `key` as orphaned in this round; true once it has been orphaned (in this round and
+    /// every one before) for `grace`.
+    fn grace_over(&mut self, key: &OrphanKey, grace: Duration) -> bool {
+        self.this_round.insert(key.clone());
+        self.first_seen
+            .entry(key.clone())
+            .or_insert_with(Instant::now)
+            .elapsed()
+            >= grace
+    }
+
+    /// `key` was removed: nothing to remember of it.
+    fn removed(&mut self, key: &OrphanKey) {
+        self.first_seen.remove(key);
+        self.this_round.remove(key);
+    }
+
+    /// Ends a round: what it did not see orphaned is not an orphan any more (it was adopted
+    /// or is gone), so its grace period starts again should it ever be orphaned anew.
+    fn end_round(&mut self) {
+        let seen = std::mem::take(&mut self.this_round);
+        self.first_seen.retain(|k, _| seen.contains(k));
+    }
 }
 
 /// Runs one round.
@@ -61,7 +92,7 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
         value: ctx.settings.cluster_id.clone(),
     };
     let mut report = GcReport::default();
-    let mut still_orphaned = HashSet::new();
+    state.this_round.clear();
     for slot in ctx.registry.all() {
         let listed = match slot
             .call(Operation::ListOwned, slot.plugin.list_owned(&owner))
@@ -98,12 +129,7 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
                 continue;
             }
             let key = (slot.name.clone(), inst.instance_id.clone());
-            let first = *state
-                .first_seen
-                .entry(key.clone())
-                .or_insert_with(Instant::now);
-            still_orphaned.insert(key.clone());
-            if first.elapsed() < ctx.settings.gc_grace {
+            if !state.grace_over(&key, ctx.settings.gc_grace) {
                 report.waiting += 1;
                 continue;
             }
@@ -117,9 +143,8 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
                 Ok(outcome) => {
                     tracing::warn!(provider = %slot.name, instance = %inst.instance_id, name = %inst.name, ?outcome, "garbage collection: terminated an instance no request owns");
                     ctx.metrics.orphans_terminated.inc();
-                    report.terminated.push(key.clone());
-                    state.first_seen.remove(&key);
-                    still_orphaned.remove(&key);
+                    state.removed(&key);
+                    report.terminated.push(key);
                 }
                 Err(e) => {
                     tracing::warn!(provider = %slot.name, instance = %inst.instance_id, "garbage collection: terminate failed: {e}; retrying next round")
@@ -156,8 +181,8 @@ pub async fn run_once(ctx: &Ctx, state: &mut GcState) -> Result<GcReport, kube::
             }
         }
     }
-    orphan_nodes(ctx, &requests, state, &mut report, &mut still_orphaned).await?;
-    state.first_seen.retain(|k, _| still_orphaned.contains(k));
+    orphan_nodes(ctx, &requests, state, &mut report).await?;
+    state.end_round();
     Ok(report)
 }
 
@@ -167,7 +192,6 @@ async fn orphan_nodes(
     requests: &[GPURequest],
     state: &mut GcState,
     report: &mut GcReport,
-    still_orphaned: &mut HashSet<(String, String)>,
 ) -> Result<(), kube::Error> {
     use super::lifecycle::join::REQUEST_LABEL;
     let nodes: Api<Node> = Api::all(ctx.client.clone());
@@ -189,12 +213,7 @@ async fn orphan_nodes(
             continue;
         }
         let key = ("node".to_string(), name.clone());
-        let first = *state
-            .first_seen
-            .entry(key.clone())
-            .or_insert_with(Instant::now);
-        still_orphaned.insert(key.clone());
-        if first.elapsed() < ctx.settings.gc_grace {
+        if !state.grace_over(&key, ctx.settings.gc_grace) {
             report.waiting += 1;
             continue;
         }
@@ -202,8 +221,7 @@ async fn orphan_nodes(
             Ok(_) => {
                 tracing::warn!(node = %name, "garbage collection: deleted a node no request owns");
                 report.nodes_deleted.push(name.clone());
-                state.first_seen.remove(&key);
-                still_orphaned.remove(&key);
+                state.removed(&key);
                 // Its tailnet device, found by hostname as in any teardown (best effort).
                 let hostname = Some(name.clone());
                 if let Err(e) =

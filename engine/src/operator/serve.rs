@@ -56,11 +56,8 @@ mod tests {
             .await
             .expect("binds");
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let resp = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap();
+        let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+        let resp = get("/metrics").await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], OPENMETRICS);
         let text = resp.text().await.unwrap();
@@ -71,27 +68,10 @@ mod tests {
         );
         // Counters move between scrapes.
         metrics.reconciles.inc();
-        let text = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get("/metrics").await.unwrap().text().await.unwrap();
         assert!(text.contains("tgp_reconciles_total 2"), "{text}");
-        let health = client
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
-        let missing = client
-            .get(format!("http://{addr}/nothing"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(missing.status(), 404);
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        assert_eq!(get("/nothing").await.unwrap().status(), 404);
         task.abort();
     }
 }

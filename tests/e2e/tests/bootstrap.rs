@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use tgp::crd::GPUProvider;
 use tgp::crd::gpurequest::Phase;
+use tgp::crd::{GPUProvider, GPURequest};
 use tgp::devenv::talos::put_secret;
 use tgp::devenv::{self, CloudSpec, DevEnv, JoinTiming, NAMESPACE};
 use tgp_cloudsim::{
@@ -85,6 +85,23 @@ async fn start_talos_timed(
 }
 
 const TALOS: &str = "  bootstrap:\n    mode: talos\n  nodeLabels:\n    team: ml\n  nodeTaints:\n    - key: tgp.io/dedicated\n      value: gpu\n      effect: NoSchedule\n";
+
+/// Creates request `name` with `spec` and waits until it is Ready (the test fails with its
+/// status if it fails instead); returns it and the name of the Node it joined.
+async fn create_ready(env: &DevEnv, name: &str, spec: &str) -> (GPURequest, String) {
+    env.create_request(&request(name, spec)).await.unwrap();
+    let r = env
+        .wait_for(name, T, |r| is_ready(r) || phase(r) == Phase::Failed)
+        .await
+        .unwrap();
+    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
+    let node_name = r
+        .status
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("a Ready Talos request names its node");
+    (r, node_name)
+}
 
 fn node_api(env: &DevEnv) -> Api<Node> {
     Api::all(env.client.clone())
@@ -358,17 +375,8 @@ async fn missing_talos_secret_key_blocks_before_any_provider_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_drains_then_removes_node_device_and_instance_in_order() {
     let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
-    env.create_request(&request("teardown", TALOS))
-        .await
-        .unwrap();
-    let r = env
-        .wait_for("teardown", T, |r| is_ready(r) || phase(r) == Phase::Failed)
-        .await
-        .unwrap();
-    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
-    let st = r.status.clone().unwrap();
-    let node_name = st.node_name.clone().unwrap();
-    let id = st.instance_id.clone().unwrap();
+    let (r, node_name) = create_ready(&env, "teardown", TALOS).await;
+    let id = r.status.clone().unwrap().instance_id.unwrap();
     gpu_pod(&env, "trainer", &node_name).await;
     let api = env.api.as_ref().expect("development API server");
     api.clear_requests();
@@ -526,13 +534,7 @@ async fn container_only_providers_are_skipped_with_reasons() {
 async fn idle_timeout_counts_from_the_last_gpu_pod() {
     let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
     let spec = format!("{TALOS}  idleTimeout: 2s\n");
-    env.create_request(&request("idle", &spec)).await.unwrap();
-    let r = env
-        .wait_for("idle", T, |r| is_ready(r) || phase(r) == Phase::Failed)
-        .await
-        .unwrap();
-    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
-    let node_name = r.status.clone().unwrap().node_name.unwrap();
+    let (_, node_name) = create_ready(&env, "idle", &spec).await;
     gpu_pod(&env, "busy", &node_name).await;
     // Well past the timeout while the pod runs: still Ready, and the use is recorded.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -582,13 +584,7 @@ async fn idle_timeout_counts_from_the_last_gpu_pod() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tailscale_failures_never_block_termination() {
     let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
-    env.create_request(&request("tsdown", TALOS)).await.unwrap();
-    let r = env
-        .wait_for("tsdown", T, |r| is_ready(r) || phase(r) == Phase::Failed)
-        .await
-        .unwrap();
-    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
-    let node_name = r.status.clone().unwrap().node_name.unwrap();
+    let (_, node_name) = create_ready(&env, "tsdown", TALOS).await;
     let ts = &env.talos().tailscale;
     ts.set_faults(Faults::none().error_rate("delete_device", 1.0));
     env.delete_request("tsdown").await.unwrap();
@@ -645,13 +641,7 @@ async fn tailscale_failures_never_block_termination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_deleted_request_leaves_no_node_behind() {
     let env = start_talos(vec![CloudSpec::new("a", cheap())], |_| {}).await;
-    env.create_request(&request("forced", TALOS)).await.unwrap();
-    let r = env
-        .wait_for("forced", T, |r| is_ready(r) || phase(r) == Phase::Failed)
-        .await
-        .unwrap();
-    assert_eq!(phase(&r), Phase::Ready, "{}", dump(&r));
-    let node_name = r.status.clone().unwrap().node_name.unwrap();
+    let (_, node_name) = create_ready(&env, "forced", TALOS).await;
     // Someone removes the finalizer by hand and deletes the request.
     env.requests()
         .patch(

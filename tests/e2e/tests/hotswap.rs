@@ -259,11 +259,7 @@ async fn refused_modules_leave_the_old_revision_serving() {
     // schema refuses them at admission already (tests/e2e/tests/admission.rs); with those
     // checks off (an API server without CEL rules, or objects stored before a rule existed),
     // the controller must refuse them itself.
-    h.env
-        .api
-        .as_ref()
-        .expect("the development API server")
-        .set_schema_checks(false);
+    h.set_schema_checks(false);
     let fetched_before = files.calls().len();
     let g = h
         .set_module("a", serde_json::json!({"url": files.url("/mock-v2.wasm")}))
@@ -294,11 +290,7 @@ async fn refused_modules_leave_the_old_revision_serving() {
         dump(&gp)
     );
     old_revision_serves(&h, "a", &old, V1).await;
-    h.env
-        .api
-        .as_ref()
-        .expect("the development API server")
-        .set_schema_checks(true);
+    h.set_schema_checks(true);
     assert!(
         files.calls()[fetched_before..]
             .iter()

@@ -197,6 +197,16 @@ impl Harness {
             .await
     }
 
+    /// Turns the development API server's schema and CEL checks on or off (off: specs reach the
+    /// controller as on an API server without them).
+    pub fn set_schema_checks(&self, enabled: bool) {
+        self.env
+            .api
+            .as_ref()
+            .expect("the hot-swap tests run on the development API server")
+            .set_schema_checks(enabled);
+    }
+
     /// Waits until `name`'s `Loaded` condition reflects generation `generation` (or later) and
     /// satisfies `done`; returns the resource.
     pub async fn wait_loaded(
