@@ -2,7 +2,8 @@
 //!
 //! Exists to translate Kubernetes REST URLs (`/api/v1/namespaces/{ns}/pods/{name}/status`,
 //! `/apis/{g}/{v}/{plural}`, ...) into store operations and to answer exactly the JSON
-//! shapes kube-rs decodes (objects, `*List`, watch lines, `Status`).
+//! shapes kube-rs decodes (objects, `*List`, watch lines, `Status`), with the `Warning`
+//! headers kube-apiserver adds to writes (unknown fields pruned under `fieldValidation=Warn`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -20,8 +21,9 @@ use crate::error::ApiError;
 use crate::hooks::{Hooks, RecordedRequest};
 use crate::patch::PatchKind;
 use crate::registry::ResourceType;
+use crate::schema::FieldValidation;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Part, Preconditions, Store, WatchStart, WriteOptions};
+use crate::store::{Part, Preconditions, Store, WatchStart, WriteOptions, Written};
 use crate::watch::{self, WatchRequest};
 
 /// Shared state of the HTTP handlers.
@@ -194,13 +196,38 @@ fn bool_param(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn write_options(q: &HashMap<String, String>, version: &str) -> WriteOptions {
-    WriteOptions {
+/// The options of a write; `options` names their kind (`CreateOptions`, `UpdateOptions`,
+/// `PatchOptions`) for a refused `fieldValidation`.
+fn write_options(
+    q: &HashMap<String, String>,
+    version: &str,
+    options: &str,
+) -> Result<WriteOptions, ApiError> {
+    let validation = q.get("fieldValidation").map(String::as_str).unwrap_or("");
+    Ok(WriteOptions {
         field_manager: q.get("fieldManager").filter(|s| !s.is_empty()).cloned(),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: bool_param(q, "force"),
         version: Some(version.to_string()),
+        field_validation: FieldValidation::parse(validation, options)?,
+    })
+}
+
+/// The answer to a write: the object, presented, with one `Warning: 299 - "..."` header per
+/// warning, as kube-apiserver sends them.
+fn written(code: StatusCode, w: &Written, present: impl Fn(&Value) -> Value) -> Response {
+    let mut response = json_response(code, present(&w.object));
+    for text in &w.warnings {
+        // `go_quote` escapes quotes and control characters; a value the header still cannot
+        // carry (DEL) is left out rather than failing the write.
+        match HeaderValue::from_str(&format!("299 - {}", crate::error::go_quote(text))) {
+            Ok(v) => {
+                response.headers_mut().append(header::WARNING, v);
+            }
+            Err(_) => tracing::debug!(warning = %text, "warning not sendable as a header"),
+        }
     }
+    response
 }
 
 fn metadata_only(headers: &HeaderMap) -> bool {
@@ -368,18 +395,16 @@ fn serve(
                             "POST is not supported on this subresource".into(),
                         ));
                     }
-                    let created =
-                        store.create(&rt, &ns, parse_json(body)?, &write_options(q, &version))?;
-                    Ok(json_response(StatusCode::CREATED, present(&created)))
+                    let opts = write_options(q, &version, "CreateOptions")?;
+                    let created = store.create(&rt, &ns, parse_json(body)?, &opts)?;
+                    Ok(written(StatusCode::CREATED, &created, present))
                 }
-                (Method::PUT, Some(name)) => Ok(ok(present(&store.replace(
-                    &rt,
-                    &ns,
-                    &name,
-                    parse_json(body)?,
-                    part,
-                    &write_options(q, &version),
-                )?))),
+                (Method::PUT, Some(name)) => {
+                    let opts = write_options(q, &version, "UpdateOptions")?;
+                    let replaced =
+                        store.replace(&rt, &ns, &name, parse_json(body)?, part, &opts)?;
+                    Ok(written(StatusCode::OK, &replaced, present))
+                }
                 (Method::PATCH, Some(name)) => {
                     let ct = headers
                         .get(header::CONTENT_TYPE)
@@ -387,22 +412,15 @@ fn serve(
                         .unwrap_or("");
                     let kind = PatchKind::from_content_type(ct)?;
                     let patch = kind.parse_body(body)?;
+                    let opts = write_options(q, &version, "PatchOptions")?;
                     let existed = store.get(&rt, &ns, &name).is_ok();
-                    let out = store.patch(
-                        &rt,
-                        &ns,
-                        &name,
-                        kind,
-                        &patch,
-                        part,
-                        &write_options(q, &version),
-                    )?;
+                    let out = store.patch(&rt, &ns, &name, kind, &patch, part, &opts)?;
                     let code = if existed {
                         StatusCode::OK
                     } else {
                         StatusCode::CREATED
                     };
-                    Ok(json_response(code, present(&out)))
+                    Ok(written(code, &out, present))
                 }
                 (Method::DELETE, Some(name)) => {
                     if part != Part::Main {

@@ -6,7 +6,8 @@
 //!
 //! Layout: [`registry`] (served kinds), [`store`] (objects and write semantics),
 //! [`fields`] (server-side-apply ownership), [`patch`], [`schema`] (CRD schema and CEL
-//! checks on writes), [`selector`], [`watch`],
+//! checks on writes, and [`schema::prune`]: unknown fields dropped from custom resources as
+//! kube-apiserver drops them, reported per `fieldValidation`), [`selector`], [`watch`],
 //! [`discovery`], [`http`] (REST front end), [`hooks`] (request log, fault injection),
 //! [`server`] ([`DevApiServer`]).
 
@@ -27,5 +28,6 @@ pub mod watch;
 pub use error::{ApiError, FieldError, FieldErrorKind};
 pub use hooks::{Fault, RecordedRequest, VerbMatch};
 pub use registry::ResourceType;
+pub use schema::FieldValidation;
 pub use server::{DevApiServer, kubeconfig_yaml};
-pub use store::{Part, Store, WriteOptions};
+pub use store::{Part, Store, WriteOptions, Written};

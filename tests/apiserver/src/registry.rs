@@ -3,7 +3,8 @@
 //! Exists so the store and the HTTP front end stay generic: every kind (built in or
 //! registered at runtime from a CustomResourceDefinition) is described by one
 //! [`ResourceType`], and URL paths are resolved against this table. A custom kind carries
-//! its CRD's compiled schemas ([`Schemas`]), so writes are checked without recompiling.
+//! its CRD's compiled schemas ([`Schemas`]), so writes are pruned and checked without
+//! recompiling.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::meta::meta_str;
-use crate::schema::Schemas;
+use crate::schema::{FieldValidation, Schema, Schemas};
 
 /// Description of one served resource (a plural in a group, served at some versions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,30 @@ impl ResourceType {
         self.api_version(&self.versions[0])
     }
 
+    /// The version a write of `version` is admitted with (the preferred version when `None`
+    /// or not served), and its compiled schema if it has one.
+    fn schema(&self, version: Option<&str>) -> Option<(&str, &Schema)> {
+        let served = version.and_then(|v| self.versions.iter().find(|s| *s == v));
+        let version = served.or(self.versions.first())?.as_str();
+        self.schemas.get(version).map(|s| (version, s))
+    }
+
+    /// Drop from `obj` the fields the schema of `version` does not specify (see
+    /// [`crate::schema::prune`]) and judge them by `validation`: the warnings for the client, or
+    /// the `Strict` refusal. Kinds without a schema (built-in kinds) are left alone.
+    pub fn prune(
+        &self,
+        obj: &mut Value,
+        version: Option<&str>,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>, ApiError> {
+        let Some((version, schema)) = self.schema(version) else {
+            return Ok(Vec::new());
+        };
+        let unknown = schema.prune(obj);
+        validation.judge(&unknown, &self.kind, version)
+    }
+
     /// Check an object about to be stored against the schema of `version` (the preferred
     /// version when `None` or not served); `old` is the stored object on updates.
     pub fn check(
@@ -83,10 +108,7 @@ impl ResourceType {
         old: Option<&Value>,
         version: Option<&str>,
     ) -> Result<(), ApiError> {
-        let version = version
-            .filter(|v| self.versions.iter().any(|s| s == v))
-            .or(self.versions.first().map(String::as_str));
-        let Some(schema) = version.and_then(|v| self.schemas.get(v)) else {
+        let Some((_, schema)) = self.schema(version) else {
             return Ok(());
         };
         schema

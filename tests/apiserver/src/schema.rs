@@ -25,7 +25,10 @@
 //! refused for a value it leaves unchanged: only changed values, and transition rules, are
 //! checked against the old object.
 //!
-//! Not done: pruning of unknown fields (they are kept as sent), defaulting, `format`,
+//! Before any of that, [`Schema::prune`] (in [`prune`]) drops the fields the schema does not
+//! specify, as kube-apiserver does when it decodes a custom resource.
+//!
+//! Not done: defaulting, `format`,
 //! `uniqueItems` and list-type set/map uniqueness, the metadata of embedded resources,
 //! `optionalOldSelf` (such rules are treated as ordinary transition rules), and Kubernetes'
 //! own CEL libraries (quantity, url, ip, ...) and timestamps/durations: a rule calling them
@@ -44,6 +47,10 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::error::{FieldError, FieldErrorKind, go_float, go_quote, go_value};
+
+pub mod prune;
+
+pub use prune::FieldValidation;
 
 /// The CEL environment rules are compiled and run in (standard library, strings, lists).
 static CEL_ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
@@ -201,10 +208,16 @@ struct Node {
     ty: Option<JsonType>,
     nullable: bool,
     int_or_string: bool,
+    /// `x-kubernetes-preserve-unknown-fields: true`: fields not specified here are kept.
+    preserve_unknown: bool,
+    /// `x-kubernetes-embedded-resource: true`: `apiVersion`, `kind` and `metadata` are kept.
+    embedded: bool,
     required: Vec<String>,
     properties: BTreeMap<String, Node>,
     /// The schema of values under keys not in `properties` (maps).
     additional: Option<Box<Node>>,
+    /// `additionalProperties: true`: any key, its value without a schema.
+    additional_any: bool,
     items: Option<Box<Node>>,
     enumeration: Option<Vec<Value>>,
     pattern: Option<Regex>,
@@ -313,6 +326,8 @@ fn compile_node(p: &JSONSchemaProps, path: &str, errs: &mut Vec<FieldError>) -> 
     let mut n = Node {
         nullable: p.nullable.unwrap_or(false),
         int_or_string: p.x_kubernetes_int_or_string.unwrap_or(false),
+        preserve_unknown: p.x_kubernetes_preserve_unknown_fields.unwrap_or(false),
+        embedded: p.x_kubernetes_embedded_resource.unwrap_or(false),
         required: p.required.clone().unwrap_or_default(),
         enumeration: p
             .enum_
@@ -364,12 +379,16 @@ fn compile_node(p: &JSONSchemaProps, path: &str, errs: &mut Vec<FieldError>) -> 
         let node = compile_node(sub, &format!("{path}.properties[{k}]"), errs);
         n.properties.insert(k.clone(), node);
     }
-    if let Some(JSONSchemaPropsOrBool::Schema(sub)) = &p.additional_properties {
-        n.additional = Some(Box::new(compile_node(
-            sub,
-            &child(path, "additionalProperties"),
-            errs,
-        )));
+    match &p.additional_properties {
+        Some(JSONSchemaPropsOrBool::Schema(sub)) => {
+            n.additional = Some(Box::new(compile_node(
+                sub,
+                &child(path, "additionalProperties"),
+                errs,
+            )));
+        }
+        Some(JSONSchemaPropsOrBool::Bool(any)) => n.additional_any = *any,
+        None => {}
     }
     match &p.items {
         Some(JSONSchemaPropsOrArray::Schema(sub)) => {

@@ -17,6 +17,7 @@ use crate::hooks::{Fault, Hooks, RecordedRequest};
 use crate::http::{AppState, router};
 use crate::patch::PatchKind;
 use crate::registry::ResourceType;
+use crate::schema::FieldValidation;
 use crate::store::{Part, Store, WriteOptions};
 
 /// Fake bearer token written into the kubeconfig (the server does not check it).
@@ -121,6 +122,12 @@ impl DevApiServer {
         self.store.set_schema_checks(enabled);
     }
 
+    /// Turns the pruning of unknown fields of custom resources on or off (see
+    /// [`Store::set_pruning`]; independent of [`DevApiServer::set_schema_checks`]).
+    pub fn set_pruning(&self, enabled: bool) {
+        self.store.set_pruning(enabled);
+    }
+
     /// Register a CRD (same effect as POSTing it).
     pub fn register_crd(&self, crd: &CustomResourceDefinition) -> Result<(), ApiError> {
         self.store.register_crd(crd).map(|_| ())
@@ -153,7 +160,8 @@ impl DevApiServer {
     }
 
     /// Create-or-merge an object directly (a server-side apply by field manager `test`,
-    /// forced). The object's `apiVersion`/`kind` select the resource.
+    /// forced). The object's `apiVersion`/`kind` select the resource. Fields its CRD's schema
+    /// does not specify are pruned silently, as from any client.
     pub fn apply(&self, obj: &Value) -> Result<Value, ApiError> {
         let api_version = obj
             .get("apiVersion")
@@ -188,6 +196,7 @@ impl DevApiServer {
                     .map_or(api_version, |(_, v)| v)
                     .to_string(),
             ),
+            field_validation: FieldValidation::Ignore,
         };
         let out = self
             .store
@@ -195,9 +204,10 @@ impl DevApiServer {
         if rt.status_subresource && obj.get("status").is_some() {
             return self
                 .store
-                .patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Status, &opts);
+                .patch(&rt, &ns, &name, PatchKind::Apply, obj, Part::Status, &opts)
+                .map(|w| w.object);
         }
-        Ok(out)
+        Ok(out.object)
     }
 
     fn resource(&self, plural: &str) -> Result<ResourceType, ApiError> {

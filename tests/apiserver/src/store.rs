@@ -4,8 +4,11 @@
 //! It implements the write rules controllers depend on: optimistic concurrency,
 //! generation vs status subresource, finalizers and graceful deletion, no-op writes,
 //! server-side-apply ownership, and a per-kind event history so watchers can resume.
-//! Every create and update reaches one place (`Locked::write`), where custom resources are
-//! checked against their CRD's schema ([`crate::schema`]) before anything is stored.
+//! A client's create or update of a custom resource first has the fields its CRD's schema does
+//! not specify pruned (`Locked::prune`, [`crate::schema::prune`]), as kube-apiserver does when
+//! it decodes the request; every create and update then reaches one place (`Locked::write`),
+//! where custom resources are checked against their CRD's schema ([`crate::schema`]) before
+//! anything is stored.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +22,7 @@ use crate::fields::{ManagedFields, Operation};
 use crate::meta::{self, finalizers, meta_mut, meta_str};
 use crate::patch::{self, PatchKind};
 use crate::registry::{Registry, ResourceType};
+use crate::schema::FieldValidation;
 use crate::selector::{FieldSelector, LabelSelector};
 
 /// Events kept per kind for resuming watchers.
@@ -70,9 +74,21 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     pub dry_run: bool,
     pub force: bool,
-    /// The API version the write addresses: a custom resource is checked against this
+    /// The API version the write addresses: a custom resource is pruned and checked by this
     /// version's schema (`None`: the preferred version).
     pub version: Option<String>,
+    /// What the client is told of fields its CRD's schema does not specify (they are dropped
+    /// in any case; `Warn` by default, as kube-apiserver's `fieldValidation`).
+    pub field_validation: FieldValidation,
+}
+
+/// A successful write: the object as stored (or as it would be, for a dry run or a no-op),
+/// and the warnings kube-apiserver would send in `Warning` headers (e.g. `unknown field
+/// "spec.foo"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
 }
 
 impl WriteOptions {
@@ -147,6 +163,9 @@ struct Inner {
     /// Whether clients' writes of custom resources are checked against their CRD's schema
     /// (on unless a test turns it off; see [`Store::set_schema_checks`]).
     schema_checks: bool,
+    /// Whether clients' writes of custom resources lose the fields their CRD's schema does not
+    /// specify (on unless a test turns it off; see [`Store::set_pruning`]).
+    pruning: bool,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -175,8 +194,18 @@ impl Store {
     /// stands for objects that reached the cluster without them: a cluster whose API server
     /// predates CEL validation rules, or objects stored before their CRD gained a rule. Tests
     /// use it to exercise the operator's own checks of what admission should have refused.
+    /// It does not turn pruning off (see [`Store::set_pruning`]).
     pub fn set_schema_checks(&self, enabled: bool) {
         self.lock().schema_checks = enabled;
+    }
+
+    /// Turns the pruning of unknown fields of custom resources on or off (on by default). A
+    /// sibling of [`Store::set_schema_checks`], not part of it: every real API server prunes
+    /// (CRDs of `apiextensions.k8s.io/v1` must have structural schemas), including those that
+    /// predate CEL rules, so a test that turns the checks off still gets pruning. Off stores
+    /// unknown fields as sent and never reports them, whatever `fieldValidation` says.
+    pub fn set_pruning(&self, enabled: bool) {
+        self.lock().pruning = enabled;
     }
 
     /// A store with the built-in kinds and the `default`, `kube-system` namespaces.
@@ -189,6 +218,7 @@ impl Store {
                 objects: BTreeMap::new(),
                 history: BTreeMap::new(),
                 schema_checks: true,
+                pruning: true,
             }),
             tx,
         };
@@ -257,6 +287,7 @@ impl Store {
             }
             other => other,
         }
+        .map(|w| w.object)
     }
 
     /// Current global resourceVersion.
@@ -346,8 +377,10 @@ impl Store {
         ns: &str,
         body: Value,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
-        self.locked().create(rt, ns, body, opts, Operation::Update)
+    ) -> Result<Written, ApiError> {
+        let mut w = self.locked();
+        let object = w.create(rt, ns, body, opts, Operation::Update)?;
+        Ok(w.written(object))
     }
 
     /// Replace an object or its status (PUT).
@@ -359,7 +392,7 @@ impl Store {
         body: Value,
         part: Part,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Written, ApiError> {
         if !body.is_object() {
             return Err(ApiError::BadRequest(
                 "the body of the request must be an object".into(),
@@ -372,7 +405,8 @@ impl Store {
         {
             return Err(conflict_modified(&rt.plural, &rt.group, name));
         }
-        w.update(rt, &old, body, part, opts, Ownership::Update)
+        let object = w.update(rt, &old, body, part, opts, Ownership::Update)?;
+        Ok(w.written(object))
     }
 
     /// Patch an object or its status (PATCH). Server-side apply creates missing objects.
@@ -386,7 +420,7 @@ impl Store {
         body: &Value,
         part: Part,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Written, ApiError> {
         let mut w = self.locked();
         let existing = w.lookup(rt, ns, name);
         if kind == PatchKind::Apply {
@@ -403,7 +437,7 @@ impl Store {
                     "the name of the object ({n}) does not match the name on the URL ({name})"
                 )));
             }
-            return match existing {
+            let object = match existing {
                 Err(ApiError::NotFound(_)) if part == Part::Main => {
                     let mut obj = body.clone();
                     meta_mut(&mut obj).insert("name".into(), json!(name));
@@ -412,6 +446,9 @@ impl Store {
                 Err(e) => Err(e),
                 Ok(old) => {
                     let mut applied = body.clone();
+                    // Unknown fields go before ownership and conflicts see them (a Strict
+                    // refusal comes first, as in kube-apiserver).
+                    w.prune(rt, &mut applied, opts)?;
                     if rt.status_subresource {
                         scope_to_part(&mut applied, part);
                     }
@@ -421,7 +458,8 @@ impl Store {
                         .map_err(|c| ApiError::Conflict(c.message()))?;
                     w.update(rt, &old, merged, part, opts, Ownership::Applied(fields))
                 }
-            };
+            }?;
+            return Ok(w.written(object));
         }
         let old = existing?;
         let mut doc = old.object.clone();
@@ -440,7 +478,8 @@ impl Store {
         if meta_str(&doc, "resourceVersion") != meta_str(&old.object, "resourceVersion") {
             return Err(conflict_modified(&rt.plural, &rt.group, name));
         }
-        w.update(rt, &old, doc, part, opts, Ownership::Update)
+        let object = w.update(rt, &old, doc, part, opts, Ownership::Update)?;
+        Ok(w.written(object))
     }
 
     /// Delete an object: immediate without finalizers, else marked with `deletionTimestamp`.
@@ -801,6 +840,8 @@ enum By<'a> {
 struct Locked<'a> {
     inner: MutexGuard<'a, Inner>,
     tx: &'a broadcast::Sender<Arc<StoreEvent>>,
+    /// Warnings for the client of this change (unknown fields pruned).
+    warnings: Vec<String>,
 }
 
 impl Store {
@@ -808,16 +849,44 @@ impl Store {
         Locked {
             inner: self.lock(),
             tx: &self.tx,
+            warnings: Vec::new(),
         }
     }
 }
 
 impl Locked<'_> {
+    /// The change's result for the client: `object` and the warnings gathered.
+    fn written(self, object: Value) -> Written {
+        Written {
+            object,
+            warnings: self.warnings,
+        }
+    }
+
+    /// Drop the fields of a client's custom resource that the schema of the version it
+    /// addresses does not specify, as kube-apiserver does when it decodes the request (so
+    /// before the status-subresource rules, ownership, validation and storage see it). The
+    /// dropped fields become warnings, or refuse the write under `fieldValidation=Strict`.
+    fn prune(
+        &mut self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        if !self.inner.pruning {
+            return Ok(());
+        }
+        let warnings = rt.prune(obj, opts.version.as_deref(), opts.field_validation)?;
+        self.warnings.extend(warnings);
+        Ok(())
+    }
+
     fn lookup(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Stored, ApiError> {
         stored(&self.inner, rt, ns, name).cloned()
     }
 
-    /// Complete a new object (name, namespace, uid, timestamps, generation) and write it.
+    /// Complete a new object (unknown fields pruned; name, namespace, uid, timestamps,
+    /// generation) and write it.
     fn create(
         &mut self,
         rt: &ResourceType,
@@ -839,6 +908,7 @@ impl Locked<'_> {
                 rt.kind
             )));
         }
+        self.prune(rt, &mut body, opts)?;
         meta::normalize_metadata(&mut body);
         let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
             Some(n) => n.to_string(),
@@ -918,8 +988,9 @@ impl Locked<'_> {
         self.write(rt, None, body, fields, By::Client(opts))
     }
 
-    /// Update `old` with `doc` (the whole object, or its status for `Part::Status`): identity
-    /// fields kept, generation bumped on spec changes, ownership recorded; then write it.
+    /// Update `old` with `doc` (the whole object, or its status for `Part::Status`): unknown
+    /// fields pruned, identity fields kept, generation bumped on spec changes, ownership
+    /// recorded; then write it.
     fn update(
         &mut self,
         rt: &ResourceType,
@@ -929,6 +1000,8 @@ impl Locked<'_> {
         opts: &WriteOptions,
         ownership: Ownership,
     ) -> Result<Value, ApiError> {
+        let mut doc = doc;
+        self.prune(rt, &mut doc, opts)?;
         let ns = meta_str(&old.object, "namespace").unwrap_or_default();
         let name = meta_str(&old.object, "name").unwrap_or_default();
         let candidate = merge_part(rt, &old.object, doc, part);
