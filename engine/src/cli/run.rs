@@ -43,9 +43,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u64,
     /// PEM file with one or more CA certificates that https:// module URLs (GPUProvider
-    /// spec.module.url) trust in addition to the public roots, e.g. the CA of a company's
-    /// internal file server. Read and checked at start-up: a missing file, or one with no
-    /// certificate, stops the operator. Not used for OCI sources.
+    /// spec.module.url) and OCI registries (spec.module.oci) trust in addition to the public
+    /// roots, e.g. the CA of a company's internal file server or registry. Read and checked at
+    /// start-up: a missing file, or one with no certificate, stops the operator.
     #[arg(long, env = "TGP_MODULE_CA_FILE", value_name = "PATH")]
     pub module_ca_file: Option<PathBuf>,
     /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address,
@@ -138,7 +138,7 @@ impl RunArgs {
         tracing::info!(
             path = %path.display(),
             certificates = bundle.len(),
-            "URL module sources trust these CA certificates besides the public roots"
+            "URL and OCI module sources trust these CA certificates besides the public roots"
         );
         Ok(Some(bundle))
     }
@@ -340,6 +340,9 @@ mod tests {
             Some("TGP_MODULE_CA_FILE")
         );
         let help = arg.get_help().unwrap().to_string();
-        assert!(help.contains("https://") && help.contains("OCI"), "{help}");
+        assert!(
+            help.contains("https://") && help.contains("OCI registries"),
+            "{help}"
+        );
     }
 }

@@ -117,9 +117,17 @@ pub struct ConfigMapModule {
     pub key: String,
 }
 
-/// A module published as an OCI artifact.
+/// A module published as an OCI artifact. The registry is reached over https, its certificate
+/// checked against the public roots plus the operator's `--module-ca-file` bundle.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": r#"!has(self.plainHttp) || !self.plainHttp || self.reference.matches('^(oci://)?(127\\.[0-9.]+|localhost)(:[0-9]+)?/')"#,
+        "fieldPath": ".plainHttp",
+        "message": "plainHttp is allowed only for loopback registries (127.0.0.0/8, localhost); other registries are reached over https"
+    }
+]))]
 pub struct OciModule {
     /// `registry/repository:tag` or `registry/repository@sha256:<manifest digest>`.
     pub reference: String,
@@ -127,6 +135,11 @@ pub struct OciModule {
     /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_secret: Option<String>,
+    /// Reach the registry over plain http instead of https (like ORAS' `--plain-http`).
+    /// Allowed only for loopback registries (`127.0.0.0/8`, `localhost`): a local development
+    /// registry or a test. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

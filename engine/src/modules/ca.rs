@@ -1,15 +1,18 @@
-//! Extra certificate authorities for URL module sources: `tgp run --module-ca-file PATH`.
+//! Extra certificate authorities for remote module sources: `tgp run --module-ca-file PATH`.
 //!
-//! An operator inside a company network usually fetches modules from a server whose
-//! certificate an internal CA signed. The bundle is read once, at start-up, and every
-//! certificate in it is checked then, so that a missing file, a file with no certificate or a
-//! certificate the TLS library cannot use stops `tgp run` with a message naming the flag,
+//! An operator inside a company network usually fetches modules from a file server or an OCI
+//! registry whose certificate an internal CA signed. The bundle is read once, at start-up, and
+//! every certificate in it is checked then, so that a missing file, a file with no certificate
+//! or a certificate the TLS library cannot use stops `tgp run` with a message naming the flag,
 //! instead of surfacing later as a refused module. The certificates are trusted in addition
-//! to the public roots, for URL sources only (OCI registries are reached by the OCI client,
-//! with its own TLS settings).
+//! to the public roots, by URL sources and OCI registries alike. The two clients take them in
+//! different forms (URL sources: reqwest certificates; the OCI client builds its own TLS client
+//! from PEM), so each certificate is kept in both, from the same PEM block.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use super::tls::error_chain_text;
 
 /// The flag that names the bundle, for messages.
 pub const MODULE_CA_FLAG: &str = "--module-ca-file";
@@ -37,11 +40,14 @@ pub enum CaBundleError {
     Invalid { path: String, detail: String },
 }
 
-/// CA certificates trusted for URL module sources, in addition to the public roots.
+/// CA certificates trusted for URL and OCI module sources, in addition to the public roots.
 #[derive(Clone)]
 pub struct ModuleCaBundle {
     path: PathBuf,
+    /// For the URL sources' client.
     certs: Vec<reqwest::Certificate>,
+    /// The PEM block of each certificate of `certs`, in the same order (for the OCI client).
+    pems: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ModuleCaBundle {
@@ -88,34 +94,45 @@ impl ModuleCaBundle {
             path: shown.clone(),
             detail,
         };
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            invalid(format!(
-                "a -----BEGIN CERTIFICATE----- block is not valid PEM ({})",
-                error_chain(&e)
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(CaBundleError::NoCertificate { path: shown });
+        let blocks = certificate_blocks(pem).map_err(&invalid)?;
+        if blocks.is_empty() {
+            return Err(CaBundleError::NoCertificate {
+                path: shown.clone(),
+            });
         }
-        // The TLS library parses a root only when a client is built: build one per
-        // certificate now, so that a bad one is named here rather than failing every fetch.
-        for (i, cert) in certs.iter().enumerate() {
+        let count = blocks.len();
+        let mut certs = Vec::with_capacity(count);
+        for (i, block) in blocks.iter().enumerate() {
+            let which = format!("certificate {} of {count}", i + 1);
+            let parsed = reqwest::Certificate::from_pem_bundle(block).map_err(|e| {
+                invalid(format!(
+                    "{which}: the -----BEGIN CERTIFICATE----- block is not valid PEM ({})",
+                    error_chain_text(&e)
+                ))
+            })?;
+            let [cert] = <[reqwest::Certificate; 1]>::try_from(parsed).map_err(|_| {
+                invalid(format!(
+                    "{which}: the -----BEGIN CERTIFICATE----- block is not one PEM certificate"
+                ))
+            })?;
+            // The TLS library parses a root only when a client is built: build one per
+            // certificate now, so that a bad one is named here rather than failing every fetch.
             reqwest::Client::builder()
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(cert.clone())
                 .build()
                 .map_err(|e| {
                     invalid(format!(
-                        "certificate {} of {} is not a usable X.509 certificate ({})",
-                        i + 1,
-                        certs.len(),
-                        error_chain(&e)
+                        "{which} is not a usable X.509 certificate ({})",
+                        error_chain_text(&e)
                     ))
                 })?;
+            certs.push(cert);
         }
         Ok(Self {
             path: path.to_path_buf(),
             certs,
+            pems: blocks.into_iter().map(<[u8]>::to_vec).collect(),
         })
     }
 
@@ -138,6 +155,11 @@ impl ModuleCaBundle {
         &self.certs
     }
 
+    /// The PEM block of each certificate (one `-----BEGIN CERTIFICATE-----` block each).
+    pub(crate) fn pem_blocks(&self) -> impl Iterator<Item = &[u8]> {
+        self.pems.iter().map(Vec::as_slice)
+    }
+
     /// "the N CA certificate(s) of --module-ca-file PATH", for messages.
     pub(crate) fn describe(&self) -> String {
         format!(
@@ -149,15 +171,44 @@ impl ModuleCaBundle {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+const BEGIN_CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const END_CERTIFICATE: &[u8] = b"-----END CERTIFICATE-----";
+
+/// The `-----BEGIN CERTIFICATE-----` blocks of `pem`, each from its first line to its last
+/// (other PEM blocks, comments and blank lines are skipped); markers are matched at the start
+/// of a line, as the TLS library's PEM reader matches them.
+fn certificate_blocks(pem: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut blocks = Vec::new();
+    let mut start = None;
+    let mut offset = 0;
+    for line in pem.split_inclusive(|b| *b == b'\n') {
+        let at = offset;
+        offset += line.len();
+        let text = line.trim_ascii_end();
+        match start {
+            None if text == BEGIN_CERTIFICATE => start = Some(at),
+            None => {}
+            Some(begin) if text.starts_with(END_CERTIFICATE) => {
+                blocks.push(&pem[begin..offset]);
+                start = None;
+            }
+            Some(_) if text.starts_with(b"-----BEGIN ") => {
+                return Err(format!(
+                    "certificate {} has no -----END CERTIFICATE----- line before the next \
+                     -----BEGIN line",
+                    blocks.len() + 1
+                ));
+            }
+            Some(_) => {}
+        }
     }
-    out
+    if start.is_some() {
+        return Err(format!(
+            "certificate {} has no -----END CERTIFICATE----- line (the file is cut short?)",
+            blocks.len() + 1
+        ));
+    }
+    Ok(blocks)
 }
 
 #[cfg(test)]
@@ -185,13 +236,71 @@ mod tests {
         // Two CAs, with a comment and a private key around them (the key is not a
         // certificate and is skipped).
         let two = dir.path().join("two.pem");
+        let (a, b) = (ca_pem("a"), ca_pem("b"));
         let text = format!(
-            "# internal CAs\n{}\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{}",
-            ca_pem("a"),
-            ca_pem("b")
+            "# internal CAs\n{a}\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{b}"
         );
         std::fs::write(&two, text).unwrap();
-        assert_eq!(ModuleCaBundle::from_pem_file(&two).unwrap().len(), 2);
+        let bundle = ModuleCaBundle::from_pem_file(&two).unwrap();
+        assert_eq!(bundle.len(), 2);
+        // Each certificate's own PEM block is kept, for the OCI client: the two CAs, in order,
+        // without the comment or the key.
+        let blocks: Vec<String> = bundle
+            .pem_blocks()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        for block in &blocks {
+            assert!(
+                block.starts_with("-----BEGIN CERTIFICATE-----\n"),
+                "{block}"
+            );
+            assert!(
+                block.trim_end().ends_with("-----END CERTIFICATE-----"),
+                "{block}"
+            );
+            assert!(
+                !block.contains("PRIVATE KEY") && !block.contains('#'),
+                "{block}"
+            );
+            assert_eq!(
+                reqwest::Certificate::from_pem_bundle(block.as_bytes())
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+        assert_eq!(blocks[0].trim_end(), a.trim_end());
+        assert_eq!(blocks[1].trim_end(), b.trim_end());
+
+        // Windows line endings.
+        let crlf = ca_pem("c").replace('\n', "\r\n");
+        let bundle = ModuleCaBundle::from_pem(crlf.as_bytes(), Path::new("crlf.pem")).unwrap();
+        assert_eq!(bundle.pem_blocks().count(), 1);
+    }
+
+    #[test]
+    fn a_certificate_block_cut_short_is_refused_naming_it() {
+        let one = ca_pem("a");
+        let cut = &one[..one.len() / 2];
+        for (text, which) in [
+            (
+                cut.to_string(),
+                "certificate 1 has no -----END CERTIFICATE----- line",
+            ),
+            (
+                format!("{one}{cut}"),
+                "certificate 2 has no -----END CERTIFICATE----- line",
+            ),
+            (
+                format!("{cut}\n{one}"),
+                "certificate 1 has no -----END CERTIFICATE----- line before the next",
+            ),
+        ] {
+            let err = ModuleCaBundle::from_pem(text.as_bytes(), Path::new("/ca.pem")).unwrap_err();
+            assert!(matches!(err, CaBundleError::Invalid { .. }), "{err:?}");
+            assert!(err.to_string().contains(which), "{which:?} in {err}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub enum TlsProblem {
     /// Signed by no certificate authority the operator trusts (an internal CA, a self-signed
     /// certificate).
     UnknownIssuer,
-    /// Not issued for the host in the URL.
+    /// Not issued for the host in the URL or OCI reference.
     WrongName,
     /// Past its validity period.
     Expired,
@@ -24,6 +24,7 @@ const CHART_VALUES: &str = "Helm chart: moduleCA.configMap or moduleCA.secret";
 
 fn tls_untrusted_message(
     source_desc: &str,
+    host_field: &str,
     problem: TlsProblem,
     detail: &str,
     extra_roots: Option<&str>,
@@ -40,7 +41,7 @@ fn tls_untrusted_message(
              that signed the server's certificate to that file ({CHART_VALUES})"
         ),
         (TlsProblem::WrongName, _) => format!(
-            "{what} is not valid for the host in spec.module.url ({detail}); use a host name \
+            "{what} is not valid for the host in {host_field} ({detail}); use a host name \
              the certificate is issued for, or have the server present a certificate for this \
              host"
         ),
@@ -117,9 +118,15 @@ pub enum FetchError {
     Unauthorized { source_desc: String, detail: String },
     #[error("fetching the module from {source_desc} failed: {detail}")]
     Transport { source_desc: String, detail: String },
-    #[error("{}", tls_untrusted_message(source_desc, *problem, detail, extra_roots.as_deref()))]
+    #[error(
+        "{}",
+        tls_untrusted_message(source_desc, host_field, *problem, detail, extra_roots.as_deref())
+    )]
     TlsUntrusted {
         source_desc: String,
+        /// The spec field naming the server's host (`spec.module.url`,
+        /// `spec.module.oci.reference`).
+        host_field: &'static str,
         problem: TlsProblem,
         /// The TLS library's words.
         detail: String,

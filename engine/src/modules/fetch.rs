@@ -48,11 +48,12 @@ pub struct Fetched {
     pub digest: ModuleDigest,
 }
 
-/// Fetches modules. Cheap to share; holds the HTTP client for URL sources.
+/// Fetches modules. Cheap to share; holds the HTTP client for URL sources (the OCI client is
+/// built per pull, with the same extra roots).
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
-    /// The CA certificates URL sources trust besides the public roots.
+    /// The CA certificates URL and OCI sources trust besides the public roots.
     extra_roots: Option<ModuleCaBundle>,
     connect_timeout: Duration,
 }
@@ -63,8 +64,8 @@ impl Fetcher {
         Self::with_ca_bundle(connect_timeout, None)
     }
 
-    /// A fetcher whose URL sources also trust the CA certificates of `ca_bundle`
-    /// (`tgp run --module-ca-file`). OCI sources are not affected.
+    /// A fetcher whose URL sources and OCI registries also trust the CA certificates of
+    /// `ca_bundle` (`tgp run --module-ca-file`).
     pub fn with_ca_bundle(
         connect_timeout: Duration,
         ca_bundle: Option<&ModuleCaBundle>,
@@ -129,6 +130,7 @@ impl Fetcher {
             ModuleLocation::Oci {
                 reference,
                 pull_secret,
+                plain_http,
             } => {
                 let expected = req
                     .digest
@@ -145,14 +147,12 @@ impl Fetcher {
                         configmap::read_pull_secret(client, namespace, name, &registry).await?
                     }
                 };
-                oci::fetch(
-                    reference,
-                    auth,
-                    expected,
-                    limits.max_bytes,
-                    self.connect_timeout.min(limits.connect_timeout),
-                )
-                .await
+                let transport = oci::RegistryTransport {
+                    plain_http: *plain_http,
+                    extra_roots: self.extra_roots.as_ref(),
+                    connect_timeout: self.connect_timeout.min(limits.connect_timeout),
+                };
+                oci::fetch(reference, &transport, auth, expected, limits.max_bytes).await
             }
         }
     }
@@ -184,9 +184,10 @@ mod tests {
     use axum::response::Response;
     use axum::routing::get;
     use tgp_cloudsim::files::{FileServer, LeafCert, Serve, TlsOptions, Validity};
+    use tgp_cloudsim::oci::{OciRegistry, OciRegistryConfig};
 
     use super::*;
-    use crate::modules::TlsProblem;
+    use crate::modules::{TGP_LAYER_MEDIA_TYPE, TlsProblem};
 
     async fn serve(app: Router) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -342,6 +343,15 @@ mod tests {
                 source_desc: format!("http://{addr}/missing.wasm")
             }
         );
+    }
+
+    /// `err` is a refused certificate for `problem`, and its message says `says`.
+    fn assert_tls_problem(err: &FetchError, problem: TlsProblem, says: &str) {
+        match err {
+            FetchError::TlsUntrusted { problem: p, .. } => assert_eq!(*p, problem, "{err}"),
+            other => panic!("expected {problem:?}, got {other:?}"),
+        }
+        assert!(err.to_string().contains(says), "{says:?} in {err}");
     }
 
     fn bundle(pem: &str, name: &str) -> ModuleCaBundle {
@@ -503,13 +513,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(err.reason(), "TlsUntrusted", "{validity:?}: {err}");
-            match &err {
-                FetchError::TlsUntrusted { problem: p, .. } => {
-                    assert_eq!(*p, problem, "{validity:?}: {err}")
-                }
-                other => panic!("{other:?}"),
-            }
-            assert!(err.to_string().contains(says), "{err}");
+            assert_tls_problem(&err, problem, says);
             files.shutdown().await;
         }
     }
@@ -548,6 +552,235 @@ mod tests {
             .await
             .unwrap_err();
         assert_ne!(err.reason(), "TlsUntrusted", "{err}");
+    }
+
+    fn oci_req(reference: &str, digest: &ModuleDigest, plain_http: bool) -> ModuleRequest {
+        ModuleRequest {
+            location: ModuleLocation::Oci {
+                reference: reference.to_string(),
+                pull_secret: None,
+                plain_http,
+            },
+            digest: Some(digest.clone()),
+        }
+    }
+
+    /// An OCI registry on https whose certificate a test CA signed: pulled with that CA in the
+    /// bundle, refused as untrusted without it or with another CA (no request gets past the
+    /// handshake), and the other checks apply over TLS as over plain http.
+    #[tokio::test]
+    async fn oci_registries_over_https_trust_the_module_ca_bundle() {
+        let reg = OciRegistry::start_tls(OciRegistryConfig::default())
+            .await
+            .unwrap();
+        let ca = reg.ca_pem().unwrap().to_string();
+        let m = module();
+        let digest = ModuleDigest::of(&m);
+        let pushed = reg.push_module("tgp/mock", "v1", &m, TGP_LAYER_MEDIA_TYPE);
+        let limits = FetchLimits {
+            timeout: Duration::from_secs(5),
+            ..FetchLimits::default()
+        };
+        let req = oci_req(&pushed.reference, &digest, false);
+        assert!(
+            pushed.reference.starts_with("127.0.0.1:"),
+            "a loopback registry"
+        );
+
+        // Two CAs in the bundle, the registry's second: every certificate is handed over.
+        let other = tgp_cloudsim::files::TestCa::generate("another CA").unwrap();
+        let two = format!("{}{ca}", other.pem());
+        let trusting = Fetcher::with_ca_bundle(
+            Duration::from_secs(2),
+            Some(&bundle(&two, "/etc/tgp/ca.pem")),
+        )
+        .unwrap();
+        let got = trusting.fetch(&req, &limits, None).await.expect("pulled");
+        assert_eq!(got.bytes, m);
+        assert_eq!(got.digest, digest);
+        let by_manifest = oci_req(&pushed.pinned_reference, &digest, false);
+        let got = trusting.fetch(&by_manifest, &limits, None).await.unwrap();
+        assert_eq!(got.bytes, m);
+        let answered = reg.calls().len();
+        assert!(reg.call_count("blob") >= 2, "{:?}", reg.calls());
+
+        // No bundle: the public roots do not know the test CA.
+        let public = Fetcher::new(Duration::from_secs(2)).unwrap();
+        let err = public.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
+        assert!(
+            matches!(
+                &err,
+                FetchError::TlsUntrusted {
+                    problem: TlsProblem::UnknownIssuer,
+                    extra_roots: None,
+                    host_field: "spec.module.oci.reference",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            format!("oci://{}", pushed.reference).as_str(),
+            "UnknownIssuer",
+            "--module-ca-file",
+            "moduleCA.configMap",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+
+        // A bundle with another CA only: refused the same way, naming the bundle tried.
+        let wrong = Fetcher::with_ca_bundle(
+            Duration::from_secs(2),
+            Some(&bundle(&other.pem(), "/x.pem")),
+        )
+        .unwrap();
+        let err = wrong.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
+        assert!(
+            err.to_string().contains(
+                "signed neither by a public root nor by the 1 CA certificate of \
+                           --module-ca-file /x.pem"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            reg.calls().len(),
+            answered,
+            "no untrusted pull got past the handshake: {:?}",
+            &reg.calls()[answered..]
+        );
+
+        // The other checks, over TLS: a tag moved to another module, a broken transfer.
+        let err = trusting
+            .fetch(
+                &oci_req(&pushed.reference, &ModuleDigest::of(b"x"), false),
+                &limits,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "DigestMismatch", "{err}");
+        reg.truncate_blob(&pushed.layer_digest, 1000);
+        let err = trusting.fetch(&req, &limits, None).await.unwrap_err();
+        assert_eq!(err.reason(), "TruncatedModule", "{err}");
+
+        // Plain http to a TLS registry is a transport failure, not a certificate problem.
+        let err = trusting
+            .fetch(&oci_req(&pushed.reference, &digest, true), &limits, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FetchFailed", "{err}");
+        reg.shutdown().await;
+    }
+
+    /// A wrong name and an expired certificate: refused as untrusted even with the right CA,
+    /// saying which field names the host.
+    #[tokio::test]
+    async fn oci_certificate_problems_are_told_apart() {
+        for (leaf, problem, says) in [
+            (
+                LeafCert {
+                    names: vec!["registry.example.invalid".into()],
+                    validity: Validity::Current,
+                },
+                TlsProblem::WrongName,
+                "not valid for the host in spec.module.oci.reference",
+            ),
+            (
+                LeafCert {
+                    validity: Validity::Expired,
+                    ..LeafCert::default()
+                },
+                TlsProblem::Expired,
+                "has expired",
+            ),
+        ] {
+            let reg = OciRegistry::start_tls_with(
+                OciRegistryConfig::default(),
+                TlsOptions { leaf, ca: None },
+            )
+            .await
+            .unwrap();
+            let pushed = reg.push_module("tgp/mock", "v1", &module(), TGP_LAYER_MEDIA_TYPE);
+            let fetcher = Fetcher::with_ca_bundle(
+                Duration::from_secs(2),
+                Some(&bundle(reg.ca_pem().unwrap(), "/ca.pem")),
+            )
+            .unwrap();
+            let req = oci_req(&pushed.reference, &ModuleDigest::of(&module()), false);
+            let err = fetcher
+                .fetch(&req, &FetchLimits::default(), None)
+                .await
+                .unwrap_err();
+            assert_tls_problem(&err, problem, says);
+            reg.shutdown().await;
+        }
+    }
+
+    /// Plain http is the resource's choice, for loopback registries only; without it a local
+    /// plain-http registry fails with a hint to set it.
+    #[tokio::test]
+    async fn oci_plain_http_only_when_asked_and_only_to_loopback() {
+        let reg = OciRegistry::start(OciRegistryConfig::default())
+            .await
+            .unwrap();
+        let m = module();
+        let digest = ModuleDigest::of(&m);
+        let pushed = reg.push_module("tgp/mock", "v1", &m, TGP_LAYER_MEDIA_TYPE);
+        let fetcher = Fetcher::new(Duration::from_secs(2)).unwrap();
+        let limits = FetchLimits {
+            timeout: Duration::from_secs(5),
+            ..FetchLimits::default()
+        };
+        let got = fetcher
+            .fetch(&oci_req(&pushed.reference, &digest, true), &limits, None)
+            .await
+            .expect("plainHttp on loopback");
+        assert_eq!(got.bytes, m);
+
+        // https (the default) to the plain registry.
+        let err = fetcher
+            .fetch(&oci_req(&pushed.reference, &digest, false), &limits, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FetchFailed", "{err}");
+        assert!(
+            err.to_string().contains(
+                "if this loopback registry serves plain http, set \
+                           spec.module.oci.plainHttp: true"
+            ),
+            "{err}"
+        );
+
+        // A registry that is not there: no such hint.
+        let gone = OciRegistry::start(OciRegistryConfig::default())
+            .await
+            .unwrap();
+        let closed = gone.reference("tgp/mock", "v1");
+        gone.shutdown().await;
+        let err = fetcher
+            .fetch(&oci_req(&closed, &digest, false), &limits, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FetchFailed", "{err}");
+        assert!(!err.to_string().contains("plainHttp"), "{err}");
+
+        // plainHttp to a registry elsewhere: refused before any connection, naming the field
+        // (the resource check refuses it too; this is the fetcher's own).
+        for reference in ["ghcr.io/acme/p:1", "10.1.2.3:5000/acme/p:1", "acme/p:1"] {
+            let err = fetcher
+                .fetch(&oci_req(reference, &digest, true), &limits, None)
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), "InvalidModuleSource", "{err}");
+            assert!(
+                err.to_string().starts_with("spec.module.oci.plainHttp: "),
+                "{err}"
+            );
+        }
+        reg.shutdown().await;
     }
 
     #[tokio::test]

@@ -12,8 +12,9 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::ca::ModuleCaBundle;
-use super::error::{FetchError, TlsProblem};
+use super::error::FetchError;
 use super::source::is_loopback_host;
+use super::tls::{TlsPeer, error_chain_text, refused_certificate};
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -153,45 +154,13 @@ fn transport(
             detail: "connection timed out".into(),
         };
     }
-    let mut messages = vec![e.to_string()];
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        messages.push(s.to_string());
-        source = s.source();
-    }
-    if let Some((problem, detail)) = messages.iter().find_map(|m| certificate_problem(m)) {
-        return FetchError::TlsUntrusted {
-            source_desc: source_desc.to_string(),
-            problem,
-            detail,
-            extra_roots: extra_roots.map(ModuleCaBundle::describe),
-        };
-    }
-    FetchError::Transport {
-        source_desc: source_desc.to_string(),
-        detail: messages.join(": "),
-    }
-}
-
-/// What rustls says when it does not accept the server's certificate, in the error chain of a
-/// failed request (the crate does not reach reqwest's TLS types, so it reads their text; the
-/// unit tests hold this to the real errors of a handshake against a test CA).
-const REFUSED_CERTIFICATE: &str = "invalid peer certificate: ";
-
-/// The certificate problem `message` reports, and rustls' own words for it.
-fn certificate_problem(message: &str) -> Option<(TlsProblem, String)> {
-    let at = message.find(REFUSED_CERTIFICATE)?;
-    let detail = message[at + REFUSED_CERTIFICATE.len()..].trim().to_string();
-    let problem = if detail.contains("UnknownIssuer") {
-        TlsProblem::UnknownIssuer
-    } else if detail.contains("not valid for name") || detail.contains("NotValidForName") {
-        TlsProblem::WrongName
-    } else if detail.contains("expired") || detail.contains("Expired") {
-        TlsProblem::Expired
-    } else if detail.contains("not valid yet") || detail.contains("NotValidYet") {
-        TlsProblem::NotYetValid
-    } else {
-        TlsProblem::Other
+    let peer = TlsPeer {
+        source_desc,
+        host_field: "spec.module.url",
+        extra_roots,
     };
-    Some((problem, detail))
+    refused_certificate(e, &peer).unwrap_or_else(|| FetchError::Transport {
+        source_desc: source_desc.to_string(),
+        detail: error_chain_text(e),
+    })
 }

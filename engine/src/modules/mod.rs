@@ -10,11 +10,11 @@
 //! compiled, cached or run before that check passed. A local path is for development and images
 //! that ship their plugins; its digest is optional.
 //!
-//! URL sources are `https://` (plain http only to loopback): the server's certificate is checked
-//! against the public roots plus the CA certificates of `tgp run --module-ca-file`
-//! ([`ModuleCaBundle`], read and checked at start-up), and a certificate that is not accepted is
-//! a refusal of its own ([`FetchError::TlsUntrusted`]). OCI sources keep the OCI client's TLS
-//! settings.
+//! URL sources are `https://` (plain http only to loopback), and so are OCI registries (plain
+//! http only when `spec.module.oci.plainHttp` asks for it, to a loopback registry): the
+//! server's certificate is checked against the public roots plus the CA certificates of
+//! `tgp run --module-ca-file` ([`ModuleCaBundle`], read and checked at start-up), and a
+//! certificate that is not accepted is a refusal of its own ([`FetchError::TlsUntrusted`]).
 //!
 //! This module knows nothing of the plugin host: it turns a [`ModuleSource`] into verified bytes
 //! ([`Fetcher::fetch`]) or a typed [`FetchError`] whose [`FetchError::reason`] is the word the
@@ -30,6 +30,7 @@ mod fetch;
 mod http;
 mod oci;
 mod source;
+mod tls;
 
 pub use ca::{CaBundleError, MODULE_CA_FLAG, ModuleCaBundle};
 pub use digest::ModuleDigest;

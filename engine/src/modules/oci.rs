@@ -9,22 +9,30 @@
 //! are hashed again by the caller. A reference pinned by manifest digest
 //! (`repo@sha256:...`) is also checked by the client against the manifest it receives.
 //!
-//! Registries are reached over https; plain http only for loopback registries (tests).
+//! Registries are reached over https, the certificate checked against the public roots plus
+//! the CA certificates of `tgp run --module-ca-file` (handed to `oci-client` as extra roots); a
+//! certificate that is not accepted is [`FetchError::TlsUntrusted`], found in the error chain
+//! the same way as for URL sources. Plain http only when the resource asks for it
+//! (`spec.module.oci.plainHttp`), and only for a loopback registry: which protocol a registry
+//! speaks is the user's to say, not guessed from its address, so that an https registry on
+//! loopback (a local mirror, a test) is reached over TLS like any other.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciManifest, WASM_LAYER_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use super::ca::ModuleCaBundle;
 use super::digest::ModuleDigest;
 use super::error::FetchError;
-use super::source::{is_loopback_host, registry_host};
+use super::source::{check_plain_http_registry, is_loopback_host, registry_host};
+use super::tls::{TlsPeer, error_chain, error_chain_text, refused_certificate};
 
 /// The media type of a tgp provider module layer.
 pub const TGP_LAYER_MEDIA_TYPE: &str = "application/vnd.tgp.provider.wasm.v1";
@@ -32,15 +40,26 @@ pub const TGP_LAYER_MEDIA_TYPE: &str = "application/vnd.tgp.provider.wasm.v1";
 /// Layer media types taken as the module.
 pub const ACCEPTED_LAYER_MEDIA_TYPES: &[&str] = &[TGP_LAYER_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE];
 
+/// How a registry is reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegistryTransport<'a> {
+    /// Plain http instead of https (`spec.module.oci.plainHttp`; loopback registries only).
+    pub plain_http: bool,
+    /// CA certificates trusted besides the public roots (`--module-ca-file`).
+    pub extra_roots: Option<&'a ModuleCaBundle>,
+    /// Deadline of each connection attempt.
+    pub connect_timeout: Duration,
+}
+
 /// Pulls the module layer of `reference`, refusing a layer whose descriptor is not `expected`
 /// or is larger than `max_bytes`. The caller bounds the whole call with its deadline and checks
 /// the returned bytes against `expected` again.
 pub(crate) async fn fetch(
     reference: &str,
+    transport: &RegistryTransport<'_>,
     auth: RegistryAuth,
     expected: &ModuleDigest,
     max_bytes: u64,
-    connect_timeout: Duration,
 ) -> Result<Vec<u8>, FetchError> {
     let source_desc = format!("oci://{reference}");
     let image: Reference = reference.parse().map_err(|e| FetchError::InvalidSource {
@@ -48,24 +67,30 @@ pub(crate) async fn fetch(
         message: format!("{reference:?}: {e}"),
     })?;
     let registry = image.resolve_registry().to_string();
-    let protocol = if is_loopback_host(registry_host(&registry)) {
-        ClientProtocol::HttpsExcept(vec![registry.clone()])
+    let protocol = if transport.plain_http {
+        check_plain_http_registry(&registry)?;
+        ClientProtocol::Http
     } else {
         ClientProtocol::Https
     };
     let client = Client::try_from(ClientConfig {
         protocol,
-        connect_timeout: Some(connect_timeout),
+        connect_timeout: Some(transport.connect_timeout),
+        extra_root_certificates: transport
+            .extra_roots
+            .map(extra_root_certificates)
+            .unwrap_or_default(),
         // A module is one artifact, not a multi-platform image.
         platform_resolver: None,
         ..ClientConfig::default()
     })
-    .map_err(|e| oci_error(e, &source_desc))?;
+    .map_err(|e| FetchError::Transport {
+        source_desc: source_desc.clone(),
+        detail: format!("cannot set up the OCI client: {}", error_chain_text(&e)),
+    })?;
+    let failed = |e| oci_error(e, &source_desc, &registry, transport);
 
-    let (manifest, manifest_digest) = client
-        .pull_manifest(&image, &auth)
-        .await
-        .map_err(|e| oci_error(e, &source_desc))?;
+    let (manifest, manifest_digest) = client.pull_manifest(&image, &auth).await.map_err(failed)?;
     let manifest = match manifest {
         OciManifest::Image(m) => m,
         OciManifest::ImageIndex(_) => {
@@ -161,7 +186,7 @@ pub(crate) async fn fetch(
                 source_desc,
             });
         }
-        Err(e) => return Err(oci_error(e, &source_desc)),
+        Err(e) => return Err(failed(e)),
     }
     if (sink.buf.len() as u64) < layer.size as u64 {
         return Err(FetchError::Truncated {
@@ -213,7 +238,23 @@ impl tokio::io::AsyncWrite for CappedSink {
     }
 }
 
-fn oci_error(e: OciDistributionError, source_desc: &str) -> FetchError {
+/// The extra roots as the OCI client takes them: one PEM certificate each.
+fn extra_root_certificates(bundle: &ModuleCaBundle) -> Vec<Certificate> {
+    bundle
+        .pem_blocks()
+        .map(|pem| Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: pem.to_vec(),
+        })
+        .collect()
+}
+
+fn oci_error(
+    e: OciDistributionError,
+    source_desc: &str,
+    registry: &str,
+    transport: &RegistryTransport<'_>,
+) -> FetchError {
     let source_desc = source_desc.to_string();
     match e {
         OciDistributionError::AuthenticationFailure(detail) => FetchError::Unauthorized {
@@ -250,12 +291,30 @@ fn oci_error(e: OciDistributionError, source_desc: &str) -> FetchError {
             source_desc,
         },
         OciDistributionError::RequestError(e) => {
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                detail.push_str(": ");
-                detail.push_str(&s.to_string());
-                source = s.source();
+            let peer = TlsPeer {
+                source_desc: &source_desc,
+                host_field: "spec.module.oci.reference",
+                extra_roots: transport.extra_roots,
+            };
+            if let Some(untrusted) = refused_certificate(&e, &peer) {
+                return untrusted;
+            }
+            let chain = error_chain(&e);
+            let mut detail = chain.join(": ");
+            // A connect error that is not hyper's "tcp connect error" (refused, unreachable):
+            // the TCP connection was made and the TLS handshake failed. Since https is the
+            // default, that is what a local registry speaking plain http looks like (the
+            // fetch tests hold both cases to real connections).
+            let handshake_failed =
+                e.is_connect() && !chain.iter().any(|m| m.starts_with("tcp connect error"));
+            if handshake_failed
+                && !transport.plain_http
+                && is_loopback_host(registry_host(registry))
+            {
+                detail.push_str(
+                    " (if this loopback registry serves plain http, set \
+                     spec.module.oci.plainHttp: true)",
+                );
             }
             FetchError::Transport {
                 source_desc,
@@ -346,7 +405,21 @@ mod tests {
     use tgp_cloudsim::oci::{OciRegistry, OciRegistryConfig};
 
     const MAX: u64 = 1024 * 1024;
-    const CONNECT: Duration = Duration::from_secs(2);
+    /// The simulator over plain http, as `plainHttp: true` asks for.
+    const PLAIN: RegistryTransport<'static> = RegistryTransport {
+        plain_http: true,
+        extra_roots: None,
+        connect_timeout: Duration::from_secs(2),
+    };
+
+    async fn pull(
+        reference: &str,
+        auth: RegistryAuth,
+        expected: &ModuleDigest,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, FetchError> {
+        fetch(reference, &PLAIN, auth, expected, max_bytes).await
+    }
 
     fn module(tag: u8) -> Vec<u8> {
         let mut m = b"\0asm".to_vec();
@@ -361,28 +434,21 @@ mod tests {
             .unwrap();
         let v1 = reg.push_module("tgp/mock", "v1", &module(1), TGP_LAYER_MEDIA_TYPE);
         let d1 = ModuleDigest::of(&module(1));
-        let got = fetch(&v1.reference, RegistryAuth::Anonymous, &d1, MAX, CONNECT)
+        let got = pull(&v1.reference, RegistryAuth::Anonymous, &d1, MAX)
             .await
             .expect("pull by tag");
         assert_eq!(got, module(1));
-        let got = fetch(
-            &v1.pinned_reference,
-            RegistryAuth::Anonymous,
-            &d1,
-            MAX,
-            CONNECT,
-        )
-        .await
-        .expect("pull by manifest digest");
+        let got = pull(&v1.pinned_reference, RegistryAuth::Anonymous, &d1, MAX)
+            .await
+            .expect("pull by manifest digest");
         assert_eq!(got, module(1));
         // The generic wasm layer media type is accepted too.
         let w = reg.push_module("tgp/wasm", "1", &module(2), WASM_LAYER_MEDIA_TYPE);
-        let got = fetch(
+        let got = pull(
             &w.reference,
             RegistryAuth::Anonymous,
             &ModuleDigest::of(&module(2)),
             MAX,
-            CONNECT,
         )
         .await
         .unwrap();
@@ -398,23 +464,16 @@ mod tests {
         let pinned = ModuleDigest::of(&module(1));
         // The tag now points at another module.
         let moved = reg.push_module("tgp/mock", "latest", &module(9), TGP_LAYER_MEDIA_TYPE);
-        let err = fetch(
-            &moved.reference,
-            RegistryAuth::Anonymous,
-            &pinned,
-            MAX,
-            CONNECT,
-        )
-        .await
-        .unwrap_err();
+        let err = pull(&moved.reference, RegistryAuth::Anonymous, &pinned, MAX)
+            .await
+            .unwrap_err();
         assert_eq!(err.reason(), "DigestMismatch", "{err}");
         assert!(err.to_string().contains(&moved.layer_digest), "{err}");
-        let err = fetch(
+        let err = pull(
             &moved.reference,
             RegistryAuth::Anonymous,
             &ModuleDigest::of(&module(9)),
             100,
-            CONNECT,
         )
         .await
         .unwrap_err();
@@ -436,7 +495,7 @@ mod tests {
             &m,
             "application/vnd.oci.image.layer.v1.tar",
         );
-        let err = fetch(&other.reference, RegistryAuth::Anonymous, &d, MAX, CONNECT)
+        let err = pull(&other.reference, RegistryAuth::Anonymous, &d, MAX)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "InvalidArtifact", "{err}");
@@ -448,7 +507,7 @@ mod tests {
         // A blob whose transfer breaks off.
         let good = reg.push_module("tgp/mock", "t", &m, TGP_LAYER_MEDIA_TYPE);
         reg.truncate_blob(&good.layer_digest, 1000);
-        let err = fetch(&good.reference, RegistryAuth::Anonymous, &d, MAX, CONNECT)
+        let err = pull(&good.reference, RegistryAuth::Anonymous, &d, MAX)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "TruncatedModule", "{err}");
@@ -462,24 +521,22 @@ mod tests {
             &config,
         );
         reg.push_manifest("tgp/liar", "1", manifest);
-        let err = fetch(
+        let err = pull(
             &reg.reference("tgp/liar", "1"),
             RegistryAuth::Anonymous,
             &lying_layer,
             MAX,
-            CONNECT,
         )
         .await
         .unwrap_err();
         // The registry has no blob under the claimed digest.
         assert_eq!(err.reason(), "FetchFailed", "{err}");
         // Unknown tag.
-        let err = fetch(
+        let err = pull(
             &reg.reference("tgp/mock", "nope"),
             RegistryAuth::Anonymous,
             &d,
             MAX,
-            CONNECT,
         )
         .await
         .unwrap_err();
@@ -501,12 +558,11 @@ mod tests {
         let m = module(4);
         let d = ModuleDigest::of(&m);
         let a = reg.push_module("private/mock", "1", &m, TGP_LAYER_MEDIA_TYPE);
-        let got = fetch(
+        let got = pull(
             &a.reference,
             RegistryAuth::Basic("puller".into(), "s3cret".into()),
             &d,
             MAX,
-            CONNECT,
         )
         .await
         .expect("pull with credentials");
@@ -515,11 +571,43 @@ mod tests {
             RegistryAuth::Anonymous,
             RegistryAuth::Basic("puller".into(), "wrong".into()),
         ] {
-            let err = fetch(&a.reference, auth.clone(), &d, MAX, CONNECT)
-                .await
-                .unwrap_err();
+            let err = pull(&a.reference, auth.clone(), &d, MAX).await.unwrap_err();
             assert_eq!(err.reason(), "FetchUnauthorized", "{auth:?}: {err}");
         }
+    }
+
+    /// Over https, the token endpoint the challenge names is reached with the same extra roots
+    /// as the registry.
+    #[tokio::test]
+    async fn token_auth_over_tls_with_the_extra_roots() {
+        let reg = OciRegistry::start_tls(OciRegistryConfig {
+            credentials: Some(("puller".into(), "s3cret".into())),
+        })
+        .await
+        .unwrap();
+        let bundle = ModuleCaBundle::from_pem(
+            reg.ca_pem().unwrap().as_bytes(),
+            std::path::Path::new("/ca.pem"),
+        )
+        .unwrap();
+        let tls = RegistryTransport {
+            plain_http: false,
+            extra_roots: Some(&bundle),
+            ..PLAIN
+        };
+        let m = module(5);
+        let d = ModuleDigest::of(&m);
+        let a = reg.push_module("private/mock", "1", &m, TGP_LAYER_MEDIA_TYPE);
+        let creds = RegistryAuth::Basic("puller".into(), "s3cret".into());
+        let got = fetch(&a.reference, &tls, creds, &d, MAX)
+            .await
+            .expect("pull with credentials over https");
+        assert_eq!(got, m);
+        assert!(reg.call_count("token") >= 1, "{:?}", reg.calls());
+        let err = fetch(&a.reference, &tls, RegistryAuth::Anonymous, &d, MAX)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FetchUnauthorized", "{err}");
     }
 
     #[test]

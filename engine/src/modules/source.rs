@@ -28,6 +28,9 @@ pub enum ModuleLocation {
         reference: String,
         /// `namespace/name` of a `kubernetes.io/dockerconfigjson` Secret.
         pull_secret: Option<(String, String)>,
+        /// Reach the registry over plain http (`spec.module.oci.plainHttp`; loopback
+        /// registries only); https otherwise.
+        plain_http: bool,
     },
 }
 
@@ -79,6 +82,21 @@ pub(crate) fn registry_host(registry: &str) -> &str {
             .unwrap_or(registry);
     }
     registry.split(':').next().unwrap_or(registry)
+}
+
+/// Refuses plain http to `registry` (`host[:port]`) unless it is on loopback: anywhere else
+/// the module and the pull credentials would cross a network in clear.
+pub(crate) fn check_plain_http_registry(registry: &str) -> Result<(), FetchError> {
+    if is_loopback_host(registry_host(registry)) {
+        return Ok(());
+    }
+    Err(FetchError::InvalidSource {
+        field: "spec.module.oci.plainHttp",
+        message: format!(
+            "plain http is allowed only for loopback registries (127.0.0.0/8, localhost: \
+             tests, local development), not {registry}; remove plainHttp to reach it over https"
+        ),
+    })
 }
 
 impl ModuleRequest {
@@ -166,12 +184,16 @@ impl ModuleRequest {
                     message: "must not be empty (omit it for anonymous pulls)".into(),
                 });
             }
+            if oci.plain_http {
+                check_plain_http_registry(parsed.resolve_registry())?;
+            }
             return Ok(ModuleLocation::Oci {
                 reference: parsed.whole(),
                 pull_secret: oci
                     .pull_secret
                     .as_ref()
                     .map(|s| (namespace.to_string(), s.clone())),
+                plain_http: oci.plain_http,
             });
         }
         Err(FetchError::NoSource)
@@ -257,7 +279,7 @@ mod tests {
             ModuleSource {
                 oci: Some(OciModule {
                     reference: "ghcr.io/acme/p:1".into(),
-                    pull_secret: None,
+                    ..OciModule::default()
                 }),
                 ..spec()
             },
@@ -313,6 +335,7 @@ mod tests {
             oci: Some(OciModule {
                 reference: "oci://127.0.0.1:5000/tgp/mock:v2".into(),
                 pull_secret: Some("regcred".into()),
+                plain_http: false,
             }),
             digest: Some(D.into()),
             ..spec()
@@ -323,13 +346,14 @@ mod tests {
             ModuleLocation::Oci {
                 reference: "127.0.0.1:5000/tgp/mock:v2".into(),
                 pull_secret: Some(("tgp-system".into(), "regcred".into())),
+                plain_http: false,
             }
         );
         assert_eq!(req.location.describe(), "oci://127.0.0.1:5000/tgp/mock:v2");
         let bad = ModuleSource {
             oci: Some(OciModule {
                 reference: "UPPER/Case:tag".into(),
-                pull_secret: None,
+                ..OciModule::default()
             }),
             digest: Some(D.into()),
             ..spec()
@@ -339,6 +363,72 @@ mod tests {
             err.to_string().starts_with("spec.module.oci.reference"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn oci_plain_http_only_for_loopback_registries() {
+        let oci = |reference: &str| ModuleSource {
+            oci: Some(OciModule {
+                reference: reference.into(),
+                plain_http: true,
+                ..OciModule::default()
+            }),
+            digest: Some(D.into()),
+            ..spec()
+        };
+        for ok in [
+            "127.0.0.1:5000/tgp/mock:v2",
+            "oci://localhost:5000/tgp/mock:v2",
+            "127.8.9.10:5000/tgp/mock:v2",
+        ] {
+            let req = ModuleRequest::from_spec(&oci(ok), "ns").unwrap();
+            assert!(
+                matches!(
+                    req.location,
+                    ModuleLocation::Oci {
+                        plain_http: true,
+                        ..
+                    }
+                ),
+                "{ok}: {req:?}"
+            );
+        }
+        for bad in [
+            "ghcr.io/acme/p:1",
+            "10.0.0.1:5000/acme/p:1",
+            "registry.internal:5000/acme/p:1",
+            // No registry: Docker Hub.
+            "acme/p:1",
+        ] {
+            let err = ModuleRequest::from_spec(&oci(bad), "ns").unwrap_err();
+            assert_eq!(err.reason(), "InvalidModuleSource", "{bad}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(
+                    "spec.module.oci.plainHttp: plain http is allowed only for \
+                                  loopback registries"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("remove plainHttp"), "{text}");
+        }
+        // Without plainHttp, any registry (https).
+        let https = ModuleSource {
+            oci: Some(OciModule {
+                reference: "ghcr.io/acme/p:1".into(),
+                ..OciModule::default()
+            }),
+            digest: Some(D.into()),
+            ..spec()
+        };
+        let req = ModuleRequest::from_spec(&https, "ns").unwrap();
+        assert!(matches!(
+            req.location,
+            ModuleLocation::Oci {
+                plain_http: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct Settings {
     pub max_attempts: usize,
     /// How `bootstrap.mode: talos` requests join the cluster.
     pub bootstrap: BootstrapSettings,
-    /// CA certificates that URL module sources trust besides the public roots
+    /// CA certificates that URL and OCI module sources trust besides the public roots
     /// (`--module-ca-file`); `None`: the public roots only.
     pub module_ca: Option<ModuleCaBundle>,
     /// Where to serve `/metrics` and `/healthz` (`--metrics-addr`); `None`: not served.

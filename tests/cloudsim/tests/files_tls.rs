@@ -7,33 +7,8 @@ use std::time::{Duration, Instant};
 
 use tgp_cloudsim::files::{FileServer, LeafCert, Serve, TestCa, TlsOptions, Validity};
 
-fn module() -> Vec<u8> {
-    (0..40_000u32).flat_map(|i| i.to_le_bytes()).collect()
-}
-
-/// A client that trusts `ca_pem` only (no public roots), as a test asks for.
-fn client_trusting(ca_pem: &str) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("the CA is PEM");
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// The whole chain of `e`'s messages.
-fn chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+mod common;
+use common::{chain, client_trusting, module};
 
 #[tokio::test]
 async fn plain_http_stays_the_default() {

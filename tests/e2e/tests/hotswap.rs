@@ -4,9 +4,10 @@
 //! check that calls keep being served through the swap, that refused modules leave the old
 //! revision serving with a reason of their own, that a rollback is one field and needs neither a
 //! fetch nor a compilation, and that a restarted operator loads every provider from the compile
-//! cache. Module URLs over HTTPS are fetched from a server whose certificate a test CA signed
-//! only when the operator trusts that CA (`--module-ca-file`), and refused with their own reason
-//! otherwise. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
+//! cache. Module URLs over HTTPS, and OCI artifacts on an HTTPS registry, are fetched from a
+//! server whose certificate a test CA signed only when the operator trusts that CA
+//! (`--module-ca-file`), and refused with their own reason otherwise; the plain-HTTP registry of
+//! the other tests is asked for with `plainHttp`. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
 
 #[path = "hotswap/support.rs"]
 mod support;
@@ -421,7 +422,7 @@ async fn rollback_is_one_field_and_comes_from_the_cache() {
     let g = h
         .set_module(
             "a",
-            serde_json::json!({"oci": {"reference": first.reference}, "digest": digest(&v1)}),
+            serde_json::json!({"oci": {"reference": first.reference, "plainHttp": true}, "digest": digest(&v1)}),
         )
         .await;
     let gp = h.wait_ready("a", g).await;
@@ -524,7 +525,7 @@ async fn operator_restart_loads_every_provider_from_the_compile_cache() {
     let gc = h
         .set_module(
             "c",
-            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "regcred"}, "digest": digest(&v1)}),
+            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "regcred", "plainHttp": true}, "digest": digest(&v1)}),
         )
         .await;
     h.wait_ready("b", gb).await;
@@ -613,14 +614,14 @@ async fn unreadable_sources_name_what_to_fix() {
     let g = h
         .set_module(
             "a",
-            serde_json::json!({"oci": {"reference": pushed.reference}, "digest": digest(&v2)}),
+            serde_json::json!({"oci": {"reference": pushed.reference, "plainHttp": true}, "digest": digest(&v2)}),
         )
         .await;
     h.wait_refused("a", g, "FetchUnauthorized").await;
     let g = h
         .set_module(
             "a",
-            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "nope"}, "digest": digest(&v2)}),
+            serde_json::json!({"oci": {"reference": pushed.reference, "pullSecret": "nope", "plainHttp": true}, "digest": digest(&v2)}),
         )
         .await;
     let gp = h.wait_refused("a", g, "PullSecretNotFound").await;
@@ -775,6 +776,145 @@ async fn https_module_from_an_untrusted_ca_is_refused_and_the_old_revision_serve
     assert_eq!(h.quote("a").await, Ok(V2.to_string()));
     h.shutdown().await;
     files.shutdown().await;
+}
+
+/// An OCI artifact on an https registry at `127.0.0.1` whose certificate a test CA signed (an
+/// internal registry), with the operator started with that CA as its `--module-ca-file`: the
+/// module is pulled over TLS, refused when its digest does not match, and served when it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_module_from_a_tls_registry_with_the_module_ca_bundle_is_pulled_and_served() {
+    let registry = OciRegistry::start_tls(OciRegistryConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = module_ca_file(&dir, "module-ca.pem", registry.ca_pem().unwrap());
+    let h =
+        Harness::start_with_module_ca(vec![CloudSpec::new("a", cloud(Duration::ZERO))], Some(ca))
+            .await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let v2 = mock_v2();
+    let pushed = registry.push_module("tgp/mock", "v2", &v2, TGP_MODULE_MEDIA_TYPE);
+    assert!(pushed.reference.starts_with("127.0.0.1:"), "{pushed:?}");
+
+    // Over TLS as over plain http, the layer's digest is checked before the blob is pulled.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"oci": {"reference": pushed.reference}, "digest": digest(b"another module")}),
+        )
+        .await;
+    h.wait_refused("a", g, "DigestMismatch").await;
+    old_revision_serves(&h, "a", &old, V1).await;
+    assert_eq!(registry.call_count("blob"), 0, "{:?}", registry.calls());
+
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"oci": {"reference": pushed.reference}, "digest": digest(&v2)}),
+        )
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let active = gp.status.clone().unwrap().active_revision.unwrap();
+    let source = format!("oci://{}", pushed.reference);
+    assert_eq!(
+        (
+            active.version.as_str(),
+            active.digest.as_str(),
+            active.source.as_str()
+        ),
+        (V2, digest(&v2).as_str(), source.as_str()),
+        "{}",
+        dump(&gp)
+    );
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    assert!(
+        registry
+            .calls()
+            .iter()
+            .any(|c| c.endpoint == "blob" && c.status == 200),
+        "pulled over TLS: {:?}",
+        registry.calls()
+    );
+    h.shutdown().await;
+    registry.shutdown().await;
+}
+
+/// The same registry to an operator that does not trust its CA: refused as TlsUntrusted before
+/// any request reaches the registry, the message says what to do, and the old revision keeps
+/// serving. `plainHttp` is no way around it for a registry elsewhere: refused at admission by
+/// the CRD's rule and, without it, by the controller, naming the field. Restarted with the
+/// registry's CA, the operator pulls the module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_module_from_an_untrusted_tls_registry_is_refused_and_the_old_revision_serves() {
+    let mut h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let old = h.registry.active_revision("a").expect("v1 active").digest;
+    let registry = OciRegistry::start_tls(OciRegistryConfig::default())
+        .await
+        .unwrap();
+    let v2 = mock_v2();
+    let pushed = registry.push_module("tgp/mock", "v2", &v2, TGP_MODULE_MEDIA_TYPE);
+    let oci = serde_json::json!({"oci": {"reference": pushed.reference}, "digest": digest(&v2)});
+
+    // No CA bundle: the public roots do not know the test CA.
+    let g = h.set_module("a", oci.clone()).await;
+    let gp = h.wait_refused("a", g, "TlsUntrusted").await;
+    let message = loaded(&gp).unwrap().message.clone();
+    println!("refused without a CA bundle: {message}");
+    for needle in [
+        format!("oci://{}", pushed.reference).as_str(),
+        "is not signed by a certificate authority tgp trusts",
+        "--module-ca-file",
+        "moduleCA.configMap or moduleCA.secret",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in: {message}");
+    }
+    old_revision_serves(&h, "a", &old, V1).await;
+    assert!(
+        registry.calls().is_empty(),
+        "no request got past the TLS handshake: {:?}",
+        registry.calls()
+    );
+
+    // plainHttp for a registry that is not on loopback: the CRD's rule refuses it...
+    let elsewhere = serde_json::json!({
+        "oci": {"reference": "registry.example.com/tgp/mock:v2", "plainHttp": true},
+        "digest": digest(&v2),
+    });
+    let refused = h.try_set_module("a", elsewhere.clone()).await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("refused at admission: {refused:?}");
+    };
+    assert!(
+        status.message.contains("spec.module.oci.plainHttp")
+            && status.message.contains("loopback registries"),
+        "{}",
+        status.message
+    );
+    // ...and so does the controller, on an API server without the rule.
+    h.set_schema_checks(false);
+    let g = h.set_module("a", elsewhere).await;
+    let gp = h.wait_refused("a", g, "InvalidModuleSource").await;
+    let message = loaded(&gp).unwrap().message.clone();
+    assert!(
+        message.contains("spec.module.oci.plainHttp") && message.contains("loopback"),
+        "{message}"
+    );
+    old_revision_serves(&h, "a", &old, V1).await;
+    h.set_schema_checks(true);
+
+    // The operator restarted with the registry's CA pulls the module.
+    h.set_module("a", oci).await;
+    let dir = tempfile::tempdir().unwrap();
+    let right = module_ca_file(&dir, "module-ca.pem", registry.ca_pem().unwrap());
+    h.restart_operator_with_module_ca(Some(right)).await;
+    let reg = h.registry.clone();
+    eventually(T, "the OCI module to be active", || {
+        reg.get("a").is_some_and(|s| s.plugin.info().version == V2)
+    })
+    .await;
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    h.shutdown().await;
+    registry.shutdown().await;
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -251,3 +251,17 @@ pub(crate) async fn serve(
     let ca_pem = ca.pem();
     Ok((SimServer::serve_listener(listener, addr, app), ca_pem))
 }
+
+impl TlsOptions {
+    /// Serves `app` over TLS on `addr` (loopback only) with the certificates these options ask
+    /// for, as [`FileServer::start_tls_with`](super::FileServer::start_tls_with) does; returns
+    /// the server and the PEM of the CA a client must trust. For the other loopback servers
+    /// that speak TLS (the OCI registry).
+    pub(crate) async fn serve(
+        self,
+        addr: SocketAddr,
+        app: Router,
+    ) -> anyhow::Result<(SimServer, String)> {
+        serve(addr, app, self).await
+    }
+}

@@ -11,6 +11,15 @@
 //! ([`OciRegistry::push_module`]). Tests can also push arbitrary manifests and blobs (an artifact
 //! without a module layer, a layer whose blob is not what its descriptor says) and break blob
 //! transfers off mid-way ([`OciRegistry::truncate_blob`]).
+//!
+//! Two transports, the same API on both:
+//! - plain HTTP ([`OciRegistry::start`], the default): tgp reaches it only when the resource
+//!   says `spec.module.oci.plainHttp: true` (loopback registries only);
+//! - HTTPS ([`OciRegistry::start_tls`]): the files personality's TLS mode, a test CA and a
+//!   server certificate for `127.0.0.1` and `localhost` generated at start-up. The CA's PEM
+//!   ([`OciRegistry::ca_pem`]) is what a test writes to a file for `tgp run --module-ca-file`;
+//!   [`TlsOptions`] can make the certificate wrong on purpose. An internal registry signed by a
+//!   company CA, on loopback.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -25,7 +34,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-use crate::files::{RequestLog, ServedRequest, truncated_response};
+use crate::files::{RequestLog, ServedRequest, TlsOptions, truncated_response};
 use crate::server::SimServer;
 
 /// Media type of an OCI image manifest.
@@ -96,6 +105,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running registry. Dropping it stops the server.
 pub struct OciRegistry {
     server: SimServer,
+    /// The PEM of the CA that signed the server's certificate; `None` for plain HTTP.
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
 }
 
@@ -108,8 +119,44 @@ impl std::fmt::Debug for OciRegistry {
 }
 
 impl OciRegistry {
-    /// Starts on `127.0.0.1` with an ephemeral port, empty.
+    /// Starts plain HTTP on `127.0.0.1` with an ephemeral port, empty.
     pub async fn start(cfg: OciRegistryConfig) -> anyhow::Result<OciRegistry> {
+        let (shared, app) = Self::app(cfg);
+        let server = SimServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), app).await?;
+        Ok(Self::running(server, None, shared))
+    }
+
+    /// Starts HTTPS on `127.0.0.1` with an ephemeral port, empty: a new test CA, and a
+    /// certificate it signs for `127.0.0.1` and `localhost`. [`OciRegistry::ca_pem`] is the CA a
+    /// client must trust.
+    pub async fn start_tls(cfg: OciRegistryConfig) -> anyhow::Result<OciRegistry> {
+        Self::start_tls_with(cfg, TlsOptions::default()).await
+    }
+
+    /// Starts HTTPS with the certificate `options` describe.
+    pub async fn start_tls_with(
+        cfg: OciRegistryConfig,
+        options: TlsOptions,
+    ) -> anyhow::Result<OciRegistry> {
+        let (shared, app) = Self::app(cfg);
+        let (server, ca_pem) = options
+            .serve(SocketAddr::from(([127, 0, 0, 1], 0)), app)
+            .await?;
+        Ok(Self::running(server, Some(ca_pem), shared))
+    }
+
+    fn running(server: SimServer, ca_pem: Option<String>, shared: Arc<Shared>) -> OciRegistry {
+        let registry = OciRegistry {
+            server,
+            ca_pem,
+            shared,
+        };
+        // The token realm of auth challenges.
+        *lock(&registry.shared.base_url) = registry.base_url();
+        registry
+    }
+
+    fn app(cfg: OciRegistryConfig) -> (Arc<Shared>, Router) {
         let shared = Arc::new(Shared {
             repos: Mutex::new(HashMap::new()),
             blobs: Mutex::new(HashMap::new()),
@@ -120,9 +167,25 @@ impl OciRegistry {
             base_url: Mutex::new(String::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let server = SimServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), app).await?;
-        *lock(&shared.base_url) = server.base_url();
-        Ok(OciRegistry { server, shared })
+        (shared, app)
+    }
+
+    /// The PEM of the CA that signed the server's certificate (HTTPS only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` over TLS.
+    pub fn base_url(&self) -> String {
+        match self.ca_pem {
+            None => self.server.base_url(),
+            Some(_) => format!("https://{}", self.server.addr()),
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     /// `127.0.0.1:PORT`, the registry part of references.

@@ -94,7 +94,7 @@ impl Harness {
         Self::start_with_module_ca(clouds, None).await
     }
 
-    /// [`Harness::start`] with an operator whose URL module sources also trust `module_ca`
+    /// [`Harness::start`] with an operator whose URL and OCI module sources also trust `module_ca`
     /// (what `tgp run --module-ca-file` gives it; see [`module_ca_file`]).
     pub async fn start_with_module_ca(
         clouds: Vec<CloudSpec>,
@@ -151,7 +151,8 @@ impl Harness {
         self.start_controllers();
     }
 
-    /// [`Harness::restart_operator`], the new operator trusting `module_ca` for URL sources.
+    /// [`Harness::restart_operator`], the new operator trusting `module_ca` for URL and OCI
+    /// sources.
     pub async fn restart_operator_with_module_ca(&mut self, module_ca: Option<ModuleCaBundle>) {
         self.env.settings.module_ca = module_ca;
         self.restart_operator().await;
@@ -182,19 +183,34 @@ impl Harness {
         patched.metadata.generation.unwrap_or_default()
     }
 
-    /// Replaces `spec.module` of GPUProvider `name` (every other source field cleared).
+    /// Replaces `spec.module` of GPUProvider `name` with `module`: every field it does not set
+    /// is cleared, nested ones included (a merge patch alone would keep, say, an earlier
+    /// `oci.plainHttp`).
     pub async fn set_module(&self, name: &str, module: serde_json::Value) -> i64 {
-        let mut m = serde_json::json!({
-            "path": null, "configMap": null, "url": null, "oci": null, "digest": null,
-            "timeoutSeconds": null, "maxSizeMib": null,
-        });
-        if let (Some(base), Some(new)) = (m.as_object_mut(), module.as_object()) {
-            for (k, v) in new {
-                base.insert(k.clone(), v.clone());
-            }
-        }
-        self.patch_spec(name, serde_json::json!({ "module": m }))
+        self.try_set_module(name, module)
             .await
+            .expect("patch GPUProvider")
+    }
+
+    /// [`Harness::set_module`], returning the API server's refusal instead of panicking (for
+    /// specs the CRD's rules refuse at admission).
+    pub async fn try_set_module(
+        &self,
+        name: &str,
+        module: serde_json::Value,
+    ) -> Result<i64, kube::Error> {
+        let current = serde_json::to_value(&self.provider(name).await.spec.module)
+            .expect("spec.module serialises");
+        let m = replacing_merge_patch(&current, &module);
+        let patched = self
+            .providers()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": { "module": m } })),
+            )
+            .await?;
+        Ok(patched.metadata.generation.unwrap_or_default())
     }
 
     /// Turns the development API server's schema and CEL checks on or off (off: specs reach the
@@ -259,6 +275,28 @@ impl Harness {
             let _ = (&mut task.0).await;
         }
         self.env.shutdown().await;
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into exactly `new`: fields of `old` that
+/// `new` does not have are set to null, at every depth.
+fn replacing_merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    match (old.as_object(), new.as_object()) {
+        (Some(old), Some(new)) => {
+            let mut patch = serde_json::Map::new();
+            for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, value) in new {
+                let entry = match old.get(key) {
+                    Some(before) => replacing_merge_patch(before, value),
+                    None => value.clone(),
+                };
+                patch.insert(key.clone(), entry);
+            }
+            serde_json::Value::Object(patch)
+        }
+        _ => new.clone(),
     }
 }
 
