@@ -18,7 +18,9 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `tgp=debug` (also RUST_LOG).
     #[arg(long, global = true, env = "TGP_LOG", default_value = "warn")]
     pub log: String,
-    /// Directory for compiled plugins (reused across runs; keyed by content and engine version).
+    /// Directory for compiled plugins (reused across runs; keyed by content and engine version)
+    /// and, for `tgp run`, the verified bytes of loaded modules (`modules/`, at most 256 MiB), so
+    /// that a restart needs no module source.
     #[arg(long, global = true, env = "TGP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(subcommand)]

@@ -16,6 +16,9 @@
 //! `tgp run --module-ca-file` ([`ModuleCaBundle`], read and checked at start-up), and a
 //! certificate that is not accepted is a refusal of its own ([`FetchError::TlsUntrusted`]).
 //!
+//! Verified bytes are also kept on disk by digest ([`ModuleStore`]), so that a restarted operator
+//! can load a pinned module, or roll back to one, without its source.
+//!
 //! This module knows nothing of the plugin host: it turns a [`ModuleSource`] into verified bytes
 //! ([`Fetcher::fetch`]) or a typed [`FetchError`] whose [`FetchError::reason`] is the word the
 //! GPUProvider's `Loaded` condition carries.
@@ -30,6 +33,7 @@ mod fetch;
 mod http;
 mod oci;
 mod source;
+mod store;
 mod tls;
 
 pub use ca::{CaBundleError, MODULE_CA_FLAG, ModuleCaBundle};
@@ -38,3 +42,4 @@ pub use error::{FetchError, TlsProblem};
 pub use fetch::{FetchLimits, Fetched, Fetcher};
 pub use oci::{ACCEPTED_LAYER_MEDIA_TYPES, TGP_LAYER_MEDIA_TYPE, registry_auth_from_docker_config};
 pub use source::{ModuleLocation, ModuleRequest, is_loopback_host};
+pub use store::{DEFAULT_MAX_BYTES as MODULE_STORE_MAX_BYTES, ModuleStore};

@@ -4,7 +4,8 @@
 //!
 //! The load pipeline runs here, off the request path: resolve `spec.module`
 //! ([`ModuleRequest::from_spec`]), get the bytes (from a kept revision when its digest is
-//! wanted again, else fetched under a deadline and a size cap), verify the digest, then hand
+//! wanted again, else from the on-disk module store when an earlier load had them, else fetched
+//! under a deadline and a size cap), verify the digest, then hand
 //! them to the plugin host, which checks the contract version and the hosts the plugin
 //! declares against the grants, compiles (through the compile cache) and validates with
 //! `info()`. Only then is the new plugin swapped in ([`ProviderRegistry::activate`]); calls
@@ -29,8 +30,12 @@ use kube::runtime::controller::Action;
 
 use crate::crd::conditions;
 use crate::crd::gpuprovider::{GPUProvider, GPUProviderStatus, ModuleRevision, ModuleSource};
-use crate::modules::{FetchError, FetchLimits, Fetcher, ModuleRequest};
+use crate::modules::{
+    FetchError, FetchLimits, Fetcher, MODULE_STORE_MAX_BYTES, ModuleDigest, ModuleRequest,
+    ModuleStore,
+};
 use crate::money::Usd;
+use crate::plugins::PluginHost;
 use crate::plugins::{Balance, Grants, Limits, LoadError, Operation, SecretValue};
 
 use super::ReconcileError;
@@ -54,6 +59,7 @@ struct LoadedKey {
 pub struct LoaderState {
     loaded: Mutex<HashMap<String, LoadedKey>>,
     fetcher: OnceLock<Result<Fetcher, FetchError>>,
+    store: OnceLock<Option<ModuleStore>>,
 }
 
 impl LoaderState {
@@ -66,6 +72,30 @@ impl LoaderState {
             .as_ref()
             .map_err(|e| fail(e.reason(), e.to_string()))
     }
+
+    /// The module store, in `modules/` of the host's compile cache; none without a cache
+    /// directory, or when it cannot be created (logged: loads then fetch as before).
+    fn store(&self, host: &PluginHost) -> Option<&ModuleStore> {
+        self.store
+            .get_or_init(|| {
+                let dir = host.cache_dir()?.join("modules");
+                ModuleStore::open(&dir, MODULE_STORE_MAX_BYTES)
+                    .inspect_err(|e| {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the module store; modules are fetched at every start");
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// The stored module with `digest`, read (and hashed again) off the async threads.
+async fn stored_module(store: Option<&ModuleStore>, digest: &ModuleDigest) -> Option<Vec<u8>> {
+    let (store, digest) = (store?.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || store.get(&digest))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Why a provider could not be loaded, with the reason word for its condition.
@@ -275,12 +305,19 @@ async fn load(
                 tracing::info!(provider = %name, digest = %key.digest, "module taken from a kept revision");
                 kept.to_vec()
             }
-            _ => {
-                fetcher
-                    .fetch(&request, &limits, Some(&ctx.client))
-                    .await?
-                    .bytes
-            }
+            // After a restart: the verified bytes of an earlier load, whatever the source does.
+            _ => match stored_module(state.store(&ctx.host), &digest).await {
+                Some(bytes) => {
+                    tracing::info!(provider = %name, digest = %key.digest, "module taken from the module store");
+                    bytes
+                }
+                None => {
+                    fetcher
+                        .fetch(&request, &limits, Some(&ctx.client))
+                        .await?
+                        .bytes
+                }
+            },
         },
     };
     let module: Arc<[u8]> = Arc::from(bytes.as_slice());
@@ -301,7 +338,7 @@ async fn load(
         loaded_at: now.to_string(),
         from_cache: plugin.loaded_from_cache(),
         load_time: started.elapsed(),
-        module: Some(module),
+        module: Some(module.clone()),
     };
     tracing::info!(
         provider = %name,
@@ -315,6 +352,10 @@ async fn load(
     );
     ctx.registry
         .activate(name, gp.spec.priority, plugin, revision);
+    if let Some(store) = state.store(&ctx.host).cloned() {
+        // Off the async threads; a failure is logged there and costs a fetch after a restart.
+        let _ = tokio::task::spawn_blocking(move || store.put(&digest, &module)).await;
+    }
     state
         .loaded
         .lock()

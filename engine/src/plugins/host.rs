@@ -59,6 +59,11 @@ impl PluginHost {
         version::CONTRACT_VERSION
     }
 
+    /// The directory of the compile cache, if any (`--cache-dir`).
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cfg.cache_dir.as_deref()
+    }
+
     /// Whether instances come from the pooling allocator.
     pub fn pooling_enabled(&self) -> bool {
         self.pooling

@@ -4,7 +4,7 @@
 //! check that calls keep being served through the swap, that refused modules leave the old
 //! revision serving with a reason of their own, that a rollback is one field and needs neither a
 //! fetch nor a compilation, and that a restarted operator loads every provider from the compile
-//! cache. Module URLs over HTTPS, and OCI artifacts on an HTTPS registry, are fetched from a
+//! cache, and modules it loaded before from its module store even when their sources are gone. Module URLs over HTTPS, and OCI artifacts on an HTTPS registry, are fetched from a
 //! server whose certificate a test CA signed only when the operator trusts that CA
 //! (`--module-ca-file`), and refused with their own reason otherwise; the plain-HTTP registry of
 //! the other tests is asked for with `plainHttp`. Speed targets are measured by `cargo bench -p tgp --bench swap`, not asserted here.
@@ -559,6 +559,76 @@ async fn operator_restart_loads_every_provider_from_the_compile_cache() {
 }
 
 /// Sources that cannot be read say which field to fix.
+/// A restarted operator loads a pinned module, and rolls back to an earlier one, from the
+/// module store when the sources are gone: the verified bytes of earlier loads are kept on disk
+/// by digest, next to the compile cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_needs_no_source_for_modules_it_loaded_before() {
+    let mut h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
+    let files = FileServer::start().await.unwrap();
+    let (v1, v2) = (mock_v1(), mock_v2());
+    files.put("/mock-v1.wasm", v1.clone());
+    files.put("/mock-v2.wasm", v2.clone());
+    let (url_v1, url_v2) = (files.url("/mock-v1.wasm"), files.url("/mock-v2.wasm"));
+    for (url, module, version) in [(&url_v1, &v1, V1), (&url_v2, &v2, V2)] {
+        let g = h
+            .set_module(
+                "a",
+                serde_json::json!({"url": url, "digest": digest(module)}),
+            )
+            .await;
+        let gp = h.wait_ready("a", g).await;
+        let active = gp.status.clone().unwrap().active_revision.unwrap();
+        assert_eq!(active.version, version, "{}", dump(&gp));
+    }
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+    // Both modules were fetched from the server; now it is gone.
+    assert_eq!(files.requests_for("/mock-v2.wasm"), 1);
+    files.shutdown().await;
+
+    // The restarted operator has no revision in memory: v2 comes from the store.
+    h.restart_operator().await;
+    let registry = h.registry.clone();
+    eventually(T, "v2 loaded by the restarted operator", || {
+        registry
+            .get("a")
+            .is_some_and(|s| s.plugin.info().version == V2)
+    })
+    .await;
+    let active = h.registry.active_revision("a").unwrap();
+    assert_eq!(active.digest, digest(&v2));
+    assert!(active.from_cache, "and its code from the compile cache");
+    assert_eq!(h.quote("a").await, Ok(V2.to_string()));
+
+    // A rollback to v1 after the restart: neither kept in memory nor at its source.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": url_v1, "digest": digest(&v1)}),
+        )
+        .await;
+    let gp = h.wait_ready("a", g).await;
+    let active = gp.status.clone().unwrap().active_revision.unwrap();
+    assert_eq!(
+        (active.version.as_str(), active.digest.as_str()),
+        (V1, digest(&v1).as_str()),
+        "{}",
+        dump(&gp)
+    );
+    assert_eq!(h.quote("a").await, Ok(V1.to_string()));
+
+    // A module it never loaded still needs its source: refused, v1 keeps serving.
+    let g = h
+        .set_module(
+            "a",
+            serde_json::json!({"url": url_v2.replace("mock-v2", "mock-v3"), "digest": digest(b"v3")}),
+        )
+        .await;
+    h.wait_refused("a", g, "FetchFailed").await;
+    old_revision_serves(&h, "a", &digest(&v1), V1).await;
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_sources_name_what_to_fix() {
     let h = Harness::start(vec![CloudSpec::new("a", cloud(Duration::ZERO))]).await;
