@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod crd;
 pub mod devenv;
 pub mod embedded;
+pub mod error_chain;
 pub mod modules;
 pub mod money;
 pub mod operator;

@@ -10,17 +10,7 @@
 use super::ca::ModuleCaBundle;
 use super::error::{FetchError, TlsProblem};
 
-/// The messages of `e` and of every error below it, outermost first.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    std::iter::successors(Some(e), |e| e.source())
-        .map(ToString::to_string)
-        .collect()
-}
-
-/// [`error_chain`], joined with `": "` (for messages).
-pub(crate) fn error_chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    error_chain(e).join(": ")
-}
+pub(crate) use crate::error_chain::{messages as error_chain, text as error_chain_text};
 
 /// Where a certificate was refused, for [`refused_certificate`].
 pub(crate) struct TlsPeer<'a> {

@@ -321,13 +321,6 @@ impl HttpContext {
         if e.is_timeout() {
             return HttpError::Timeout;
         }
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        HttpError::Connect(self.redact(&text))
+        HttpError::Connect(self.redact(&crate::error_chain::text(e)))
     }
 }
