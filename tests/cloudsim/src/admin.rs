@@ -1,9 +1,11 @@
-//! The `/_sim/` controls shared by the RunPod, Lambda and Vast personalities.
+//! The `/_sim/` controls shared by the mock, RunPod, Lambda and Vast personalities.
 //!
 //! Tests and the demo need to inspect and steer a simulator over HTTP (call log, instances,
 //! faults, balance, stock, clock) in one format whatever cloud it imitates, so this router is
 //! generic over [`SimControl`]. Not part of any cloud's API: no auth, not in the call log, errors
 //! in a neutral `{"error": {"code", "message", "field"}}` shape.
+//! Malformed input gets that shape too: a fault set is read strictly (a repeated or unknown
+//! key is a 400 naming `body`), and an `{id}` that does not decode to UTF-8 is a 400 naming `id`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -63,6 +65,12 @@ pub trait SimControl: Send + Sync + 'static {
     fn set_stock(&self, offer: &str, stock: u32) -> bool;
 }
 
+/// The answer when an `{id}` path segment cannot be read (it percent-decodes to bytes that are
+/// not UTF-8): the neutral error shape, naming `id`.
+fn bad_id(rejection: PathRejection) -> Response {
+    AdminError::field("id", format!("unreadable id: {rejection}")).into_response()
+}
+
 /// The `/_sim` routes.
 pub fn router<S: SimControl>() -> Router<Arc<S>> {
     Router::new()
@@ -87,6 +95,7 @@ pub enum AdminError {
 }
 
 impl AdminError {
+    /// A 400 naming `field`.
     fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
@@ -112,11 +121,20 @@ impl IntoResponse for AdminError {
 }
 
 type Body = Result<Bytes, BytesRejection>;
+type IdPath = Result<Path<String>, PathRejection>;
+
+fn body_bytes(body: Body) -> Result<Bytes, AdminError> {
+    body.map_err(|e| AdminError::field("body", format!("unreadable body: {e}")))
+}
+
+/// `body` as JSON of type `T`, or a 400 naming `body`.
+fn json_value<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError::field("body", format!("invalid body: {e}")))
+}
 
 fn json_body(body: Body) -> Result<Value, AdminError> {
-    let body = body.map_err(|e| AdminError::field("body", format!("unreadable body: {e}")))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| AdminError::field("body", format!("invalid body: {e}")))
+    json_value(&body_bytes(body)?)
 }
 
 async fn calls<S: SimControl>(State(s): State<Arc<S>>) -> Json<Value> {
@@ -132,14 +150,15 @@ async fn instances<S: SimControl>(State(s): State<Arc<S>>) -> Json<Value> {
     Json(json!({ "instances": s.instances_json() }))
 }
 
-async fn vanish<S: SimControl>(
-    State(s): State<Arc<S>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    let i = s
-        .vanish_json(&id)
-        .ok_or_else(|| AdminError::NotFound(format!("no instance {id:?}")))?;
-    Ok(Json(json!({ "instance": i })))
+async fn vanish<S: SimControl>(State(s): State<Arc<S>>, id: IdPath) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(e) => return bad_id(e),
+    };
+    match s.vanish_json(&id) {
+        Some(i) => Json(json!({ "instance": i })).into_response(),
+        None => AdminError::NotFound(format!("no instance {id:?}")).into_response(),
+    }
 }
 
 async fn get_faults<S: SimControl>(State(s): State<Arc<S>>) -> Json<Value> {
@@ -150,8 +169,7 @@ async fn put_faults<S: SimControl>(
     State(s): State<Arc<S>>,
     body: Body,
 ) -> Result<Json<Value>, AdminError> {
-    let faults: Faults = serde_json::from_value(json_body(body)?)
-        .map_err(|e| AdminError::field("body", format!("invalid faults: {e}")))?;
+    let faults: Faults = json_value(&body_bytes(body)?)?;
     faults
         .validate(&s.endpoint_keys())
         .map_err(|(field, msg)| AdminError::field(field, msg))?;
@@ -187,11 +205,14 @@ async fn put_balance<S: SimControl>(
     Ok(balance_json(&*s))
 }
 
-async fn put_stock<S: SimControl>(
-    State(s): State<Arc<S>>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Json<Value>, AdminError> {
+async fn put_stock<S: SimControl>(State(s): State<Arc<S>>, id: IdPath, body: Body) -> Response {
+    match id {
+        Ok(Path(id)) => set_stock(&*s, id, body).into_response(),
+        Err(e) => bad_id(e),
+    }
+}
+
+fn set_stock<S: SimControl>(s: &S, id: String, body: Body) -> Result<Json<Value>, AdminError> {
     let v = json_body(body)?;
     let stock = v
         .get("stock")

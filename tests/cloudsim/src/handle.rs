@@ -1,5 +1,6 @@
 //! The part of a simulated cloud's handle that is the same for every personality built on
-//! [`SimControl`]: where it listens, its call log, its faults, its clock and its balance. Each
+//! [`SimControl`] (mock, RunPod, Lambda, Vast): where it listens, its call log, its faults, its
+//! clock and its balance. Each
 //! personality's handle dereferences to a [`SimHandle`] and adds only what is its own
 //! (typed instance views, stock controls).
 
@@ -39,8 +40,10 @@ impl SimHandle {
     }
 
     /// How many calls to the endpoint named `endpoint` were received (whatever their status).
-    pub fn call_count(&self, endpoint: &str) -> usize {
-        self.control.core().calls.count(endpoint)
+    /// Takes the key (`"launch"`) or a personality's typed endpoint that names one
+    /// ([`crate::mock::Endpoint::Launch`]).
+    pub fn call_count(&self, endpoint: impl AsRef<str>) -> usize {
+        self.control.core().calls.count(endpoint.as_ref())
     }
 
     /// Forgets the call log.

@@ -5,8 +5,8 @@
 //! an account or a bill, including the failures real clouds produce.
 //!
 //! Layout: shared machinery at the top level ([`clock`], [`faults`], [`calllog`], [`money`],
-//! [`server`]) and one module per personality ([`mock`] today; RunPod, Lambda, Vast, Tailscale and
-//! an OCI registry are meant to follow as siblings served by the same [`server::Gateway`]).
+//! [`server`], and [`admin`] + [`handle`] for the `/_sim` routes and the handle that the mock,
+//! RunPod, Lambda and Vast personalities share) and one module per personality.
 
 pub mod admin;
 pub mod auth;

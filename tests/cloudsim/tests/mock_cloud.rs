@@ -683,6 +683,99 @@ async fn faults_can_be_replaced_over_http() {
     }
 }
 
+/// The `/_sim` routes answer in the documented `{"error": {code, message, field}}` shape, also for
+/// malformed input: a fault set with a repeated key, an id that is not UTF-8 once decoded, wrong
+/// methods, bad numbers.
+#[tokio::test]
+async fn sim_routes_reject_bad_input_in_the_mock_error_format() {
+    let (cloud, api) = start(frozen()).await;
+    for text in [
+        r#"{"seed": 1, "seed": 2}"#,
+        r#"{"no_such_fault": true}"#,
+        "{",
+    ] {
+        let a = api
+            .send(
+                Method::PUT,
+                "/_sim/faults",
+                Some(RawBody::Text(text.into())),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.code(), a.field()),
+            (400, "invalid_request", "body"),
+            "{text}: {}",
+            a.body
+        );
+        let msg = a.body["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.starts_with("invalid body: "), "{text}: {msg}");
+    }
+    assert_eq!(
+        cloud.faults(),
+        Faults::none(),
+        "refused sets change nothing"
+    );
+
+    for (method, path, body) in [
+        (Method::POST, "/_sim/instances/%FF/vanish", None),
+        (
+            Method::PUT,
+            "/_sim/offers/%FF/stock",
+            Some(RawBody::Json(json!({"stock": 1}))),
+        ),
+    ] {
+        let a = api.send(method, path, body).await;
+        assert_eq!(
+            (a.status, a.code(), a.field()),
+            (400, "invalid_request", "id"),
+            "{path}: {}",
+            a.body
+        );
+    }
+
+    let unknown = api
+        .send(Method::POST, "/_sim/instances/i-999999/vanish", None)
+        .await;
+    assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
+    let no_offer = api
+        .put("/_sim/offers/nope/stock", json!({"stock": 1}))
+        .await;
+    assert_eq!((no_offer.status, no_offer.code()), (404, "not_found"));
+    let bad_stock = api
+        .put(&format!("/_sim/offers/{H100}/stock"), json!({"stock": -1}))
+        .await;
+    assert_eq!((bad_stock.status, bad_stock.field()), (400, "stock"));
+    let stock = api
+        .put(&format!("/_sim/offers/{H100}/stock"), json!({"stock": 2}))
+        .await;
+    assert_eq!(stock.body, json!({"offer_id": H100, "stock": 2}));
+    assert_eq!(api.stock(H100).await, 2);
+
+    let bad_ms = api.post("/_sim/clock/advance", json!({"ms": "soon"})).await;
+    assert_eq!((bad_ms.status, bad_ms.field()), (400, "ms"));
+    let moved = api.post("/_sim/clock/advance", json!({"ms": 1000})).await;
+    assert_eq!(moved.status, 200);
+    assert!(
+        moved.body["now_ms"].as_u64().unwrap() >= 1000,
+        "{}",
+        moved.body
+    );
+
+    let set = api.put("/_sim/balance", json!({"balance_usd": 12.5})).await;
+    assert_eq!(set.body, json!({"balance_usd": "12.50"}));
+    assert_eq!(api.get("/_sim/balance").await.body, set.body);
+    assert_eq!(cloud.balance_micro_usd(), 12_500_000);
+
+    let wrong = api.send(Method::PUT, "/_sim/calls", None).await;
+    assert_eq!(
+        (wrong.status, wrong.code(), wrong.field()),
+        (405, "invalid_request", "method")
+    );
+    assert!(!cloud.calls().is_empty());
+    assert_eq!(api.delete("/_sim/calls").await.body, json!([]));
+    assert!(cloud.calls().is_empty());
+}
+
 #[tokio::test]
 async fn call_log_records_v1_calls_only() {
     let (cloud, api) = start(MockCloudConfig::instant()).await;

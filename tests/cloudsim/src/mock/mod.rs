@@ -1,7 +1,6 @@
 //! The "mock" personality: the made-up GPU cloud of `docs/mock-cloud-api.md`, which the mock
 //! provider plugin speaks. [`MockCloud`] is the handle tests and the binary hold.
 
-mod admin;
 pub mod api;
 pub mod config;
 pub mod endpoint;
@@ -10,11 +9,11 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use crate::calllog::{CallLog, CallRecord};
-use crate::clock::SimClock;
-use crate::faults::{FaultEngine, Faults};
+use serde_json::{Value, json};
+
+use crate::admin::{SimControl, SimCore};
+use crate::handle::SimHandle;
 use crate::server::{GatewayState, SimServer, with_gateway};
 
 pub use config::{MockCloudConfig, OfferSpec};
@@ -23,10 +22,8 @@ pub use state::{InstanceStatus, SimInstance};
 
 /// State shared by the handlers and the handle.
 pub(crate) struct Shared {
+    core: SimCore,
     state: Mutex<state::CloudState>,
-    faults: Arc<FaultEngine>,
-    calls: Arc<CallLog>,
-    clock: Arc<SimClock>,
 }
 
 impl Shared {
@@ -34,23 +31,56 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_balance(&self, micro: u64) {
-        let now = self.clock.now();
+    fn instances(&self) -> Vec<SimInstance> {
+        self.state().all(&self.core.clock)
+    }
+}
+
+impl SimControl for Shared {
+    fn core(&self) -> &SimCore {
+        &self.core
+    }
+    fn endpoint_keys(&self) -> Vec<&'static str> {
+        Endpoint::keys()
+    }
+    fn instances_json(&self) -> Value {
+        json!(self.instances())
+    }
+    fn vanish_json(&self, id: &str) -> Option<Value> {
+        self.state().vanish(id, &self.core.clock).map(|i| json!(i))
+    }
+    fn balance_micro_usd(&self) -> u64 {
+        self.state().balance(self.core.clock.now())
+    }
+    fn set_balance_micro_usd(&self, micro: u64) {
+        let now = self.core.clock.now();
         self.state().set_balance(micro, now);
+    }
+    fn set_stock(&self, offer: &str, stock: u32) -> bool {
+        let now = self.core.clock.now();
+        self.state().set_stock(offer, stock, now)
     }
 }
 
 /// A running mock cloud. Dropping it stops the server at once; [`MockCloud::shutdown`] stops it
-/// gracefully.
+/// gracefully. Dereferences to [`SimHandle`] for what every simulator has (address, call log,
+/// faults, balance, clock).
 pub struct MockCloud {
-    server: SimServer,
+    handle: SimHandle,
     shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for MockCloud {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for MockCloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockCloud")
-            .field("addr", &self.server.addr())
+            .field("addr", &self.handle.addr())
             .finish_non_exhaustive()
     }
 }
@@ -66,15 +96,12 @@ impl MockCloud {
         cfg.faults
             .validate(&Endpoint::keys())
             .map_err(|(field, msg)| anyhow::anyhow!("invalid faults at {field}: {msg}"))?;
-        let clock = Arc::new(SimClock::new());
         let shared = Arc::new(Shared {
+            core: SimCore::new(cfg.faults.clone()),
             state: Mutex::new(state::CloudState::new(&cfg)),
-            faults: Arc::new(FaultEngine::new(cfg.faults.clone())),
-            calls: Arc::new(CallLog::default()),
-            clock: clock.clone(),
         });
         let app = routes::router()
-            .merge(admin::router())
+            .merge(crate::admin::router::<Shared>())
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::wrong_method)
             .with_state(shared.clone());
@@ -82,43 +109,21 @@ impl MockCloud {
             gateway: Arc::new(endpoint::MockGateway {
                 api_key: cfg.api_key.clone(),
             }),
-            faults: shared.faults.clone(),
-            calls: shared.calls.clone(),
-            clock,
+            faults: shared.core.faults.clone(),
+            calls: shared.core.calls.clone(),
+            clock: shared.core.clock.clone(),
         };
         let server = SimServer::serve(addr, with_gateway(app, gateway)).await?;
         tracing::info!(url = %server.base_url(), "mock cloud listening");
-        Ok(MockCloud { server, shared })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    /// Every `/v1` call received, in order.
-    pub fn calls(&self) -> Vec<CallRecord> {
-        self.shared.calls.all()
-    }
-
-    /// How many calls to `endpoint` were received (whatever their status).
-    pub fn call_count(&self, endpoint: Endpoint) -> usize {
-        self.shared.calls.count(endpoint.key())
-    }
-
-    /// Forgets the call log.
-    pub fn clear_calls(&self) {
-        self.shared.calls.clear();
+        Ok(MockCloud {
+            handle: SimHandle::new(server, shared.clone()),
+            shared,
+        })
     }
 
     /// Every instance ever launched, with its full state (vanished ones flagged).
     pub fn instances(&self) -> Vec<SimInstance> {
-        self.shared.state().all(&self.shared.clock)
+        self.shared.instances()
     }
 
     /// Instances neither terminated nor vanished.
@@ -134,7 +139,7 @@ impl MockCloud {
     /// [`crate::talos_join::JoinSimulator::watch_mock`].
     pub fn instance_source(&self) -> impl Fn() -> Vec<SimInstance> + Send + Sync + 'static {
         let shared = self.shared.clone();
-        move || shared.state().all(&shared.clock)
+        move || shared.instances()
     }
 
     /// One instance by id, vanished or not.
@@ -142,50 +147,27 @@ impl MockCloud {
         self.instances().into_iter().find(|i| i.id == id)
     }
 
-    /// Replaces the fault set (and reseeds its RNG).
-    pub fn set_faults(&self, f: Faults) {
-        self.shared.faults.set(f);
-    }
-
-    /// The fault set in force, counters as they stand.
-    pub fn faults(&self) -> Faults {
-        self.shared.faults.get()
-    }
-
-    /// Sets the balance as of now, micro-USD.
-    pub fn set_balance(&self, micro: u64) {
-        self.shared.set_balance(micro);
-    }
-
-    /// The balance now, micro-USD.
-    pub fn balance_micro_usd(&self) -> u64 {
-        self.shared.state().balance(self.shared.clock.now())
-    }
-
     /// Makes an instance vanish now. False for an id the cloud never had.
     pub fn vanish(&self, id: &str) -> bool {
-        self.shared.state().vanish(id, &self.shared.clock).is_some()
+        self.shared
+            .state()
+            .vanish(id, &self.shared.core.clock)
+            .is_some()
     }
 
     /// Adds an offer (replacing one with the same id); its `stock` is the stock available now.
     pub fn add_offer(&self, offer: OfferSpec) {
-        let now = self.shared.clock.now();
+        let now = self.shared.core.clock.now();
         self.shared.state().add_offer(offer, now);
     }
 
     /// Sets the stock available now. False for an unknown offer.
     pub fn set_stock(&self, offer_id: &str, stock: u32) -> bool {
-        let now = self.shared.clock.now();
-        self.shared.state().set_stock(offer_id, stock, now)
-    }
-
-    /// Moves simulated time forward: delays elapse and instances are billed as if `by` had passed.
-    pub fn advance(&self, by: Duration) {
-        self.shared.clock.advance(by);
+        self.shared.set_stock(offer_id, stock)
     }
 
     /// Stops the server gracefully.
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.handle.shutdown().await;
     }
 }

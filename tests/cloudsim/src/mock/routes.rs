@@ -1,5 +1,6 @@
 //! The `/v1` handlers of the mock cloud: turn HTTP into calls on [`CloudState`] and back.
-//! Auth, generic faults and the call log are applied around them by [`crate::server`].
+//! Auth, generic faults and the call log are applied around them by [`crate::server`]; the
+//! `/_sim` routes come from [`crate::admin::router`].
 
 use std::sync::Arc;
 
@@ -61,7 +62,7 @@ async fn offers(
             _ => {}
         }
     }
-    let offers = s.state().offers(&filter, s.clock.now());
+    let offers = s.state().offers(&filter, s.core.clock.now());
     Ok(Json(json!({ "offers": offers })))
 }
 
@@ -71,7 +72,7 @@ async fn launch(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::field("body", format!("unreadable body: {e}")))?;
     let req = LaunchRequest::parse(&body)?;
-    let launched = s.state().launch(req, &s.clock, &s.faults)?;
+    let launched = s.state().launch(req, &s.core.clock, &s.core.faults)?;
     match launched {
         Launched::Created(i) | Launched::Ghost(i) => {
             Ok((StatusCode::CREATED, Json(json!({ "instance": i.view() }))).into_response())
@@ -88,7 +89,10 @@ async fn get_instance(
     id: IdPath,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = path_id(id)?;
-    let i = s.state().get(&id, &s.clock).ok_or_else(|| not_found(&id))?;
+    let i = s
+        .state()
+        .get(&id, &s.core.clock)
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(json!({ "instance": i.view() })))
 }
 
@@ -99,7 +103,7 @@ async fn delete_instance(
     let id = path_id(id)?;
     let i = s
         .state()
-        .terminate(&id, &s.clock)
+        .terminate(&id, &s.core.clock)
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(json!({ "instance": i.view() })))
 }
@@ -122,7 +126,7 @@ async fn list(
     }
     let views: Vec<_> = s
         .state()
-        .list(&tags, &s.clock)
+        .list(&tags, &s.core.clock)
         .iter()
         .map(|i| i.view())
         .collect();
@@ -130,7 +134,7 @@ async fn list(
 }
 
 async fn account(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let now = s.clock.now();
+    let now = s.core.clock.now();
     let st = s.state();
     Json(json!({
         "balance_usd": format_usd(st.balance(now)),
