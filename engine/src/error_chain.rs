@@ -19,12 +19,14 @@ pub fn text(e: &(dyn Error + 'static)) -> String {
     messages(e).join(": ")
 }
 
+/// A chain of errors built from messages, for tests of code that reads error chains.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use std::error::Error;
 
+    /// One error of a test chain: its message and the error below it.
     #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
+    pub(crate) struct Layer(&'static str, Option<Box<Layer>>);
 
     impl std::fmt::Display for Layer {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,17 +40,29 @@ mod tests {
         }
     }
 
+    /// An error whose chain reads `messages`, outermost first (at least one).
+    pub(crate) fn chain(messages: &[&'static str]) -> Layer {
+        messages
+            .iter()
+            .rev()
+            .fold(None, |below, m| Some(Layer(m, below.map(Box::new))))
+            .expect("at least one message")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::chain;
+    use super::*;
+
     #[test]
     fn every_cause_is_named_outermost_first() {
-        let e = Layer(
-            "error sending request",
-            Some(Box::new(Layer("connection refused", None))),
-        );
+        let e = chain(&["error sending request", "connection refused"]);
         assert_eq!(
             messages(&e),
             ["error sending request", "connection refused"]
         );
         assert_eq!(text(&e), "error sending request: connection refused");
-        assert_eq!(text(&Layer("alone", None)), "alone");
+        assert_eq!(text(&chain(&["alone"])), "alone");
     }
 }

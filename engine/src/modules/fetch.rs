@@ -354,6 +354,33 @@ mod tests {
         assert!(err.to_string().contains(says), "{says:?} in {err}");
     }
 
+    /// `err` refuses `source` for a certificate signed by a CA the fetcher was not given (no
+    /// bundle), naming the field of the host and saying how to give the CA.
+    fn assert_unknown_ca(err: &FetchError, source: &str, field: &str) {
+        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
+        assert!(
+            matches!(
+                err,
+                FetchError::TlsUntrusted {
+                    problem: TlsProblem::UnknownIssuer,
+                    extra_roots: None,
+                    host_field,
+                    ..
+                } if *host_field == field
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            source,
+            "UnknownIssuer",
+            "--module-ca-file",
+            "moduleCA.configMap",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+    }
+
     fn bundle(pem: &str, name: &str) -> ModuleCaBundle {
         ModuleCaBundle::from_pem(pem.as_bytes(), std::path::Path::new(name)).unwrap()
     }
@@ -393,27 +420,7 @@ mod tests {
         // No bundle: the public roots do not know the test CA.
         let public = Fetcher::new(Duration::from_secs(2)).unwrap();
         let err = public.fetch(&req, &limits, None).await.unwrap_err();
-        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
-        assert!(
-            matches!(
-                &err,
-                FetchError::TlsUntrusted {
-                    problem: TlsProblem::UnknownIssuer,
-                    extra_roots: None,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        let text = err.to_string();
-        for needle in [
-            files.url("/m.wasm").as_str(),
-            "UnknownIssuer",
-            "--module-ca-file",
-            "moduleCA.configMap",
-        ] {
-            assert!(text.contains(needle), "{needle:?} in {text}");
-        }
+        assert_unknown_ca(&err, &files.url("/m.wasm"), "spec.module.url");
 
         // A bundle with another CA: refused the same way, naming the bundle that was tried.
         let other = tgp_cloudsim::files::TestCa::generate("another CA").unwrap();
@@ -607,28 +614,11 @@ mod tests {
         // No bundle: the public roots do not know the test CA.
         let public = Fetcher::new(Duration::from_secs(2)).unwrap();
         let err = public.fetch(&req, &limits, None).await.unwrap_err();
-        assert_eq!(err.reason(), "TlsUntrusted", "{err}");
-        assert!(
-            matches!(
-                &err,
-                FetchError::TlsUntrusted {
-                    problem: TlsProblem::UnknownIssuer,
-                    extra_roots: None,
-                    host_field: "spec.module.oci.reference",
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_unknown_ca(
+            &err,
+            &format!("oci://{}", pushed.reference),
+            "spec.module.oci.reference",
         );
-        let text = err.to_string();
-        for needle in [
-            format!("oci://{}", pushed.reference).as_str(),
-            "UnknownIssuer",
-            "--module-ca-file",
-            "moduleCA.configMap",
-        ] {
-            assert!(text.contains(needle), "{needle:?} in {text}");
-        }
 
         // A bundle with another CA only: refused the same way, naming the bundle tried.
         let wrong = Fetcher::with_ca_bundle(

@@ -66,28 +66,7 @@ fn certificate_problem(message: &str) -> Option<(TlsProblem, String)> {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
-
-    impl std::fmt::Display for Layer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-
-    impl std::error::Error for Layer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_deref().map(|l| l as _)
-        }
-    }
-
-    fn chain(messages: &[&'static str]) -> Layer {
-        messages
-            .iter()
-            .rev()
-            .fold(None, |below, m| Some(Layer(m, below.map(Box::new))))
-            .unwrap()
-    }
+    use crate::error_chain::testing::chain;
 
     const PEER: TlsPeer<'static> = TlsPeer {
         source_desc: "oci://r.example/m:1",
