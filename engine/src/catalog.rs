@@ -32,6 +32,15 @@ pub fn canonical(name: &str) -> Option<&'static str> {
         .find(|n| n.eq_ignore_ascii_case(name.trim()))
 }
 
+/// The vendor names the engine's catalogue gives `canonical`, sent to plugins in
+/// `gpu-spec.aliases` so that a plugin can price a GPU its own catalogue does not know. The
+/// built-in GPUs need none (every bundled plugin knows its vendor's names for them); this is
+/// where names an operator adds will come from.
+pub fn aliases(canonical: &str) -> Vec<String> {
+    let _ = canonical;
+    Vec::new()
+}
+
 /// The known names, comma-separated, for error messages.
 pub fn known_names() -> String {
     GPU_TYPES

@@ -28,6 +28,7 @@ pub fn mock_grants(name: &str, base_url: &str, api_key: &str) -> Grants {
         provider_name: name.to_string(),
         allowed_hosts: vec![base_url.to_string()],
         secrets,
+        auth: None,
         config,
         limits: Limits::default(),
     }

@@ -228,6 +228,7 @@ mod tests {
             regions: vec![],
             spot: false,
             max_price_per_hour: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -236,6 +237,7 @@ mod tests {
         let s = GpuSpec {
             regions: vec!["eu-west-1".into()],
             max_price_per_hour: Some(2_000_000),
+            aliases: Vec::new(),
             ..spec()
         };
         let mut o = offer("a", 1_000_000, Availability::Available);

@@ -34,9 +34,13 @@ pub struct ProviderEntry {
     /// Plugin configuration values.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// Secrets by the name the plugin uses, and where their values come from.
+    /// Secrets by the name the auth scheme uses, and where their values come from.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// How the host authenticates the plugin's requests, shaped like GPUProvider
+    /// `spec.credentials.auth`; unset: the scheme the plugin declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::crd::gpuprovider::AuthSpec>,
     #[serde(default)]
     pub limits: LimitsSpec,
     /// Breaks price ties: higher wins.
@@ -212,10 +216,28 @@ impl ProviderEntry {
             };
             secrets.insert(name.clone(), SecretValue::from(value));
         }
+        let auth = match &self.auth {
+            None => None,
+            Some(spec) => {
+                Some(
+                    spec.to_config()
+                        .map_err(|(field, reason)| ProviderSetError::Invalid {
+                            provider: self.name.clone(),
+                            field: if field.is_empty() {
+                                "auth".into()
+                            } else {
+                                format!("auth.{field}")
+                            },
+                            reason,
+                        })?,
+                )
+            }
+        };
         Ok(Grants {
             provider_name: self.name.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
             secrets,
+            auth,
             config: self.config.clone(),
             limits: self.limits.to_limits(),
         })

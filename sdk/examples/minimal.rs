@@ -1,8 +1,8 @@
 //! A minimal tgp provider: quotes on-demand GPUs from a JSON price list.
 use serde::Deserialize;
 use tgp_provider_sdk::{
-    Availability, GpuSpec, Offer, Operation, Provider, ProviderError, ProviderInfo, config, http,
-    money,
+    AuthScheme, Availability, GpuSpec, Offer, Operation, Provider, ProviderError, ProviderInfo,
+    QuoteResult, config, http, money,
 };
 
 /// One entry of the (imaginary) cloud's `GET /prices` answer.
@@ -24,15 +24,17 @@ impl Provider for Hello {
             // The hosts this plugin calls: the origin of its `base_url` (none while unset). The
             // engine refuses to load a plugin that declares a host the operator did not grant.
             .hosts(config::base_url_hosts(config::get("base_url"), None))
+            // The cloud wants `Authorization: Bearer <key>`: the host adds it to every request
+            // with the value of the operator's secret `api_key`; the plugin never sees the key.
+            .auth(AuthScheme::bearer("api_key"))
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
         if spec.spot {
-            return Ok(Vec::new()); // this cloud sells no spot capacity
+            return Ok(QuoteResult::new(Vec::new())); // this cloud sells no spot capacity
         }
         let base_url = config::require("base_url")?;
         let prices: Vec<Price> = http::get(format!("{base_url}/prices"))
-            .bearer_secret("api_key") // the host fills in the key; the plugin never sees it
             .query("gpu", &spec.gpu_type)
             .send()?
             .error_for_status()?
@@ -63,7 +65,7 @@ impl Provider for Hello {
             spec.count,
             spec.gpu_type
         );
-        Ok(offers)
+        Ok(offers.into())
     }
 }
 

@@ -1,4 +1,6 @@
-//! The wit-bindgen output for `wit/provider.wit`, kept in one place.
+//! The wit-bindgen output for the contract (`sdk/wit/provider.wit`, a copy of the repository's
+//! `wit/provider.wit` vendored so the crate builds on its own; a test keeps the two identical),
+//! kept in one place.
 //!
 //! Provider authors never name anything in here: the SDK re-exports the data types it wants to
 //! be public, wraps the imports in safe, testable functions (`host`) and expands the export glue
@@ -7,7 +9,7 @@
 
 wit_bindgen::generate!({
     world: "provider-plugin",
-    path: "../wit",
+    path: "wit",
     // The export macro must be callable from the provider's crate, not only from this one...
     pub_export_macro: true,
     export_macro_name: "__export_provider_plugin",

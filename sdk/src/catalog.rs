@@ -188,6 +188,19 @@ pub fn require(name: &str) -> Result<&'static str, ProviderError> {
     canonical(name).ok_or_else(|| unknown_gpu_error(name))
 }
 
+/// The GPU a spec asks for: the catalogue's spelling of `spec.gpu_type`, or, for a GPU this
+/// catalogue does not know but the engine's does (the spec then carries the operator's vendor
+/// `aliases`), the engine's name as given. Unknown and without aliases is refused like
+/// [`require`]. Quote with the plugin's own names for a known GPU, and with
+/// [`crate::GpuSpec::is_alias`] for the rest.
+pub fn resolve(spec: &crate::GpuSpec) -> Result<String, ProviderError> {
+    match canonical(&spec.gpu_type) {
+        Some(name) => Ok(name.to_string()),
+        None if !spec.aliases.is_empty() => Ok(spec.gpu_type.trim().to_string()),
+        None => Err(unknown_gpu_error(&spec.gpu_type)),
+    }
+}
+
 /// RunPod's gpu type id for a canonical name; `None` when RunPod does not offer it.
 pub fn runpod_id(canonical: &str) -> Option<&'static str> {
     model(canonical)?.runpod.first().copied()
@@ -267,6 +280,18 @@ pub fn from_vast_offer(name: &str, gpu_ram_mb: Option<f64>) -> Option<&'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_accepts_operator_gpus_with_aliases_only() {
+        let mut spec = crate::GpuSpec::new("h100-sxm", 1);
+        assert_eq!(resolve(&spec).as_deref(), Ok("H100-SXM"));
+        spec.gpu_type = "B200".into();
+        assert!(
+            matches!(resolve(&spec), Err(ProviderError::InvalidRequest(f)) if f.field == "gpu-type")
+        );
+        spec.aliases = vec!["NVIDIA B200".into()];
+        assert_eq!(resolve(&spec).as_deref(), Ok("B200"));
+    }
 
     #[test]
     fn has_exactly_the_engine_list() {

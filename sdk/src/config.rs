@@ -166,6 +166,13 @@ pub fn base_url_hosts(configured: Option<String>, default: Option<&str>) -> Vec<
 /// The provider name to report in `info()`: the configured `name` (trimmed), or `default` when
 /// it is unset or blank. Lets one plugin serve as several distinct providers.
 pub fn provider_name(configured: Option<String>, default: &str) -> String {
+    value_or(configured, default)
+}
+
+/// A configured value (trimmed), or `default` when it is unset or blank: for settings `info()`
+/// reads directly, e.g. the name of the secret its auth scheme uses:
+/// `AuthScheme::bearer(config::value_or(config::get("api_key_secret"), "api_key"))`.
+pub fn value_or(configured: Option<String>, default: &str) -> String {
     configured
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())

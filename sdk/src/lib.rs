@@ -2,8 +2,9 @@
 //!
 //! A provider plugin is a WebAssembly component (`wasm32-wasip2`) that the tgp engine loads in
 //! a sandbox. It talks to its cloud only through the host (`http`), reads its settings from the
-//! host (`config`), logs through the host (`log`) and never sees a credential: it writes the
-//! placeholder returned by [`secret`] where the credential goes and the host substitutes it.
+//! host (`config`), logs through the host (`log`) and never sees a credential or a bootstrap
+//! document: it declares how its vendor authenticates ([`ProviderInfo::auth`]) and the host
+//! applies the credentials, and it places the sealed user-data by reference ([`user_data`]).
 //!
 //! This crate hides the component-model plumbing (wit-bindgen) entirely. A provider:
 //!
@@ -12,7 +13,8 @@
 //! 2. declares in `info()` the hosts it will call, from its configuration
 //!    ([`ProviderInfo::hosts`], [`config::base_url_hosts`]): the engine refuses to load a
 //!    plugin declaring a host the operator did not grant;
-//! 3. calls [`export_provider!`] once with that type.
+//! 3. declares how its vendor authenticates ([`ProviderInfo::auth`], [`AuthScheme`]);
+//! 4. calls [`export_provider!`] once with that type.
 //!
 //! See `README.md` for a complete walk-through, and `providers/mock` for a full provider.
 //!
@@ -29,6 +31,7 @@ pub mod config;
 pub mod http;
 pub mod log;
 pub mod money;
+pub mod user_data;
 
 mod clock;
 mod export;
@@ -37,12 +40,12 @@ mod provider;
 mod types;
 
 pub use clock::now_ms;
-pub use http::secret;
 pub use provider::Provider;
 pub use types::{
-    Availability, Balance, BalanceAmount, BootstrapDelivery, Capabilities, GpuSpec, Instance,
-    InstanceState, InvalidField, LaunchRequest, MicroUsd, Offer, Operation, ProviderError,
-    ProviderInfo, RateLimit, Tag, TerminateOutcome,
+    AuthScheme, Availability, Balance, BalanceAmount, BasicAuth, BootstrapDelivery, Capabilities,
+    ClientAuth, GpuSpec, Instance, InstanceState, InvalidField, LaunchRequest, MicroUsd,
+    NamedCredential, Oauth2ClientCredentials, Offer, Operation, ProviderError, ProviderInfo,
+    QuoteResult, RateLimit, SealedDocument, Tag, TerminateOutcome,
 };
 
 /// Implementation details used by [`export_provider!`]'s expansion. Not part of the API.

@@ -6,7 +6,7 @@
 //! keeps [`crate::export_provider!`] trivial: it only needs a type name.
 
 use crate::types::{
-    Balance, GpuSpec, Instance, LaunchRequest, Offer, ProviderError, ProviderInfo, Tag,
+    Balance, GpuSpec, Instance, LaunchRequest, ProviderError, ProviderInfo, QuoteResult, Tag,
     TerminateOutcome,
 };
 
@@ -27,13 +27,19 @@ pub trait Provider {
     /// and refuses the plugin if it declares a host the operator did not grant.
     fn info() -> ProviderInfo;
 
-    /// Priced offers matching `spec`, cheapest first.
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    /// Priced offers matching `spec` (`Ok(offers.into())`), and the vendor names seen that no
+    /// canonical GPU matches ([`QuoteResult::unrecognized`]). Match the vendor's names against
+    /// the plugin's own catalogue and the spec's aliases ([`GpuSpec::is_alias`]).
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
         let _ = spec;
         Err(unsupported("quote"))
     }
 
-    /// Launches one instance from an offer returned by `quote`.
+    /// Launches one instance from an offer returned by `quote`. The instance name is
+    /// deterministic per request and attempt: a launch retried after an unclear answer should
+    /// find an existing instance of that name (and return it) rather than create a second one,
+    /// where the vendor's API makes that possible. The bootstrap document is sealed: place it
+    /// with [`crate::user_data`].
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
         let _ = req;
         Err(unsupported("launch"))
@@ -59,7 +65,9 @@ pub trait Provider {
         Ok(Balance::Unsupported)
     }
 
-    /// Every instance carrying `owner` (same key and value), whatever its state.
+    /// Every instance carrying `owner` (same key and value), whatever its state. Filter by the
+    /// tag first, then interpret the rest: an instance whose state cannot be read is reported
+    /// as [`crate::InstanceState::Unknown`] with its `vendor_state`, never a failed listing.
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
         let _ = owner;
         Err(unsupported("list-owned"))
@@ -92,7 +100,7 @@ macro_rules! export_provider {
                     $crate::__private::enter();
                     <$provider as $crate::Provider>::info()
                 }
-                fn quote(spec: $crate::GpuSpec) -> ::core::result::Result<::std::vec::Vec<$crate::Offer>, $crate::ProviderError> {
+                fn quote(spec: $crate::GpuSpec) -> ::core::result::Result<$crate::QuoteResult, $crate::ProviderError> {
                     $crate::__private::enter();
                     <$provider as $crate::Provider>::quote(spec)
                 }
@@ -119,7 +127,7 @@ macro_rules! export_provider {
             }
 
             // The canonical-ABI symbols only mean something in a component; natively their names
-            // (`tgp:provider/provider@0.2.0#info`) would break the linker's export list, so a
+            // (`tgp:provider/provider@0.3.0#info`) would break the linker's export list, so a
             // native build (tests, `cargo check`) type-checks the adapter above and stops there.
             #[cfg(target_arch = "wasm32")]
             $crate::__private::export_glue!(__TgpProviderExport with_types_in $crate::__bindings);

@@ -5,9 +5,10 @@
 //! `ProviderError::invalid("gpu-type", "unknown GPU")` or `Tag::new("tgp.io/cluster", "c1")`.
 
 pub use crate::__bindings::tgp::provider::types::{
-    Availability, Balance, BalanceAmount, BootstrapDelivery, Capabilities, GpuSpec, Instance,
-    InstanceState, InvalidField, LaunchRequest, MicroUsd, Offer, Operation, ProviderError,
-    ProviderInfo, RateLimit, Tag, TerminateOutcome,
+    AuthScheme, Availability, Balance, BalanceAmount, BasicAuth, BootstrapDelivery, Capabilities,
+    ClientAuth, GpuSpec, Instance, InstanceState, InvalidField, LaunchRequest, MicroUsd,
+    NamedCredential, Oauth2ClientCredentials, Offer, Operation, ProviderError, ProviderInfo,
+    QuoteResult, RateLimit, SealedDocument, Tag, TerminateOutcome,
 };
 
 impl ProviderError {
@@ -145,22 +146,119 @@ impl ProviderInfo {
         self
     }
 
-    /// Adds a rate limit the host should respect for this provider.
+    /// Adds a rate limit the host should respect for this provider. The host queues calls
+    /// until they fit the limit (for every caller), so the provider never sleeps or retries to
+    /// respect it.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limits.push(limit);
+        self
+    }
+
+    /// Declares how the vendor's API authenticates (`capabilities.auth`): the host applies it to
+    /// every request bound for the provider's hosts, with the secret values the operator
+    /// configured, and the plugin never sees them. The operator may configure another scheme,
+    /// which wins. Call it after [`ProviderInfo::capabilities`] (which replaces the record).
+    pub fn auth(mut self, scheme: AuthScheme) -> Self {
+        self.capabilities.auth = Some(scheme);
         self
     }
 }
 
 impl Default for Capabilities {
-    /// No spot, no balance, no bootstrap delivery, no hosts.
+    /// No spot, no balance, no bootstrap delivery, no hosts, no credentials, no self-terminate.
     fn default() -> Self {
         Self {
             spot: false,
             balance: false,
             bootstrap: Vec::new(),
             hosts: Vec::new(),
+            auth: None,
+            self_terminate: false,
         }
+    }
+}
+
+impl AuthScheme {
+    /// `Authorization: Bearer <value of secret>`: the most common API-key scheme.
+    pub fn bearer(secret: impl Into<String>) -> Self {
+        Self::Bearer(secret.into())
+    }
+
+    /// HTTP Basic with the user name from `username_secret` and the password from
+    /// `password_secret` (empty when `None`).
+    pub fn basic(username_secret: impl Into<String>, password_secret: Option<&str>) -> Self {
+        Self::Basic(BasicAuth {
+            username_secret: username_secret.into(),
+            password_secret: password_secret.map(str::to_owned),
+        })
+    }
+
+    /// The value of `secret` in header `name` (e.g. `X-API-Key`), after `prefix`.
+    pub fn header(name: impl Into<String>, secret: impl Into<String>, prefix: &str) -> Self {
+        Self::Header(NamedCredential {
+            name: name.into(),
+            secret: secret.into(),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The value of `secret` in query parameter `name` (e.g. `api_key`).
+    pub fn query(name: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self::Query(NamedCredential {
+            name: name.into(),
+            secret: secret.into(),
+            prefix: String::new(),
+        })
+    }
+
+    /// OAuth2 client credentials: the host fetches a token from `token_url` with the client id
+    /// and secret held in the named secrets (sent in the form body), caches it until it
+    /// expires, and sends it as a bearer token.
+    pub fn oauth2(
+        token_url: impl Into<String>,
+        client_id_secret: impl Into<String>,
+        client_secret_secret: impl Into<String>,
+    ) -> Self {
+        Self::Oauth2(Oauth2ClientCredentials {
+            token_url: token_url.into(),
+            client_id_secret: client_id_secret.into(),
+            client_secret_secret: client_secret_secret.into(),
+            scopes: Vec::new(),
+            client_auth: ClientAuth::Body,
+        })
+    }
+}
+
+impl QuoteResult {
+    /// The offers found, with no unrecognised vendor names.
+    pub fn new(offers: Vec<Offer>) -> Self {
+        Self {
+            offers,
+            unrecognized: Vec::new(),
+        }
+    }
+
+    /// Reports vendor GPU or instance-type names seen in the listing that no canonical GPU
+    /// (nor an alias in the spec) matches; duplicates are dropped. The engine counts them in
+    /// the provider's status so an operator can add them to the catalogue.
+    pub fn unrecognized<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for name in names {
+            let name = name.into();
+            if !self.unrecognized.contains(&name) {
+                self.unrecognized.push(name);
+            }
+        }
+        self
+    }
+}
+
+impl From<Vec<Offer>> for QuoteResult {
+    fn from(offers: Vec<Offer>) -> Self {
+        Self::new(offers)
     }
 }
 
@@ -190,7 +288,19 @@ impl GpuSpec {
             regions: Vec::new(),
             spot: false,
             max_price_per_hour: None,
+            aliases: Vec::new(),
         }
+    }
+
+    /// Whether the vendor's name `vendor_name` is one of the spec's aliases (the operator's
+    /// catalogue names for this GPU), compared case-insensitively and ignoring surrounding
+    /// spaces. Use it besides the plugin's own mapping, so operators can teach the plugin a new
+    /// vendor name without a rebuild.
+    pub fn is_alias(&self, vendor_name: &str) -> bool {
+        let name = vendor_name.trim();
+        self.aliases
+            .iter()
+            .any(|a| a.trim().eq_ignore_ascii_case(name))
     }
 
     /// Whether `region` is acceptable (an empty region list accepts every region).
@@ -231,7 +341,14 @@ impl Instance {
             gpu_type: None,
             price_per_hour: None,
             tags: Vec::new(),
+            vendor_state: None,
         }
+    }
+
+    /// Records the vendor's own word for the state (`vendor-state`), for status and diagnosis.
+    pub fn with_vendor_state(mut self, vendor_state: impl Into<String>) -> Self {
+        self.vendor_state = Some(vendor_state.into());
+        self
     }
 
     /// Whether the instance carries `tag` (same key and value).
@@ -328,6 +445,44 @@ mod tests {
         assert!(!spec.accepts_region("eu-west-1"));
         assert!(spec.accepts_price(2_000_000));
         assert!(!spec.accepts_price(2_000_001));
+    }
+
+    #[test]
+    fn aliases_match_case_insensitively() {
+        let mut spec = GpuSpec::new("B200", 1);
+        assert!(!spec.is_alias("NVIDIA B200"));
+        spec.aliases = vec!["NVIDIA B200".into(), " b200 sxm ".into()];
+        assert!(spec.is_alias("nvidia b200"));
+        assert!(spec.is_alias("B200 SXM"));
+        assert!(!spec.is_alias("B200 PCIe"));
+    }
+
+    #[test]
+    fn quote_results_deduplicate_unrecognized_names() {
+        let r = QuoteResult::new(Vec::new()).unrecognized(["gpu_1x_gh200", "gpu_1x_gh200", "x"]);
+        assert_eq!(r.unrecognized, ["gpu_1x_gh200", "x"]);
+        let from: QuoteResult = Vec::<Offer>::new().into();
+        assert!(from.offers.is_empty() && from.unrecognized.is_empty());
+    }
+
+    #[test]
+    fn auth_schemes_name_their_secrets() {
+        assert_eq!(
+            AuthScheme::bearer("api_key"),
+            AuthScheme::Bearer("api_key".into())
+        );
+        let info = ProviderInfo::new("x", "1").auth(AuthScheme::query("api_key", "k"));
+        assert!(matches!(
+            info.capabilities.auth,
+            Some(AuthScheme::Query(NamedCredential { ref name, ref secret, .. })) if name == "api_key" && secret == "k"
+        ));
+        assert!(matches!(
+            AuthScheme::oauth2("https://a/token", "id", "secret"),
+            AuthScheme::Oauth2(Oauth2ClientCredentials {
+                client_auth: ClientAuth::Body,
+                ..
+            })
+        ));
     }
 
     #[test]

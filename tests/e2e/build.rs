@@ -4,6 +4,7 @@ fn main() {
         &[
             "tgp-test-plugin-hostile",
             "tgp-test-plugin-future-contract",
+            "tgp-test-plugin-past-contract",
             "tgp-provider-mock",
             "tgp-provider-runpod",
             "tgp-provider-lambda",

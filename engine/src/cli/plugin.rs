@@ -223,6 +223,7 @@ async fn inspect(args: InspectArgs, host: &PluginHost) -> anyhow::Result<i32> {
         provider_name: name_from_path(&args.file),
         allowed_hosts: vec![],
         secrets: BTreeMap::new(),
+        auth: None,
         config: pairs("--config", &args.config)?,
         limits: Limits::default(),
     };
@@ -270,7 +271,7 @@ pub async fn call_op(
     Ok(match op {
         Op::Info => done(plugin.call_info().await),
         Op::Quote => done(plugin.quote(&parse_input(op, input)?).await),
-        Op::Launch => done(plugin.launch(&parse_input(op, input)?).await),
+        Op::Launch => done(plugin.launch(&parse_input(op, input)?, None).await),
         Op::Verify => done(plugin.verify(&parse_id(op, input)?).await),
         Op::Terminate => done(plugin.terminate(&parse_id(op, input)?).await),
         Op::Balance => done(plugin.balance().await),
@@ -293,6 +294,7 @@ async fn call(args: CallArgs, host: &PluginHost) -> anyhow::Result<i32> {
         provider_name: name_from_path(&args.file),
         allowed_hosts: args.allow_hosts.clone(),
         secrets,
+        auth: None,
         config,
         limits,
     };
@@ -366,6 +368,8 @@ mod tests {
                     "https://api.example.com".into(),
                     "http://127.0.0.1:9".into(),
                 ],
+                auth: None,
+                self_terminate: false,
             },
             rate_limits: vec![],
         };
@@ -374,7 +378,7 @@ mod tests {
                 file: "p.wasm".into(),
                 name: "p",
                 version: "1.2.3",
-                contract_version: "0.2.0",
+                contract_version: "0.3.0",
                 digest: "00",
                 size_bytes: 1,
                 compile_ms: 1.0,

@@ -69,6 +69,7 @@ impl QuoteArgs {
             regions: self.regions.clone(),
             spot: self.spot,
             max_price_per_hour,
+            aliases: crate::catalog::aliases(&gpu_type),
         })
     }
 }

@@ -86,6 +86,7 @@ fn grants(name: &str, target: &Target, key: &str, extra: &BTreeMap<String, Strin
         provider_name: name.to_string(),
         allowed_hosts: vec![allowed],
         secrets: [("api_key".to_string(), SecretValue::from(key.to_string()))].into(),
+        auth: None,
         config,
         limits: Default::default(),
     }
@@ -98,6 +99,7 @@ fn spec(gpu: &str) -> GpuSpec {
         regions: vec![],
         spot: false,
         max_price_per_hour: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -178,8 +180,9 @@ impl Kit<'_> {
             tags,
             user_data: None,
             image: None,
+            terminate_after_seconds: None,
         };
-        Ok(self.plugin.launch(&req).await)
+        Ok(self.plugin.launch(&req, None).await)
     }
 
     async fn launch(&mut self, name: &str, tags: Vec<Tag>) -> Result<String, String> {
@@ -335,8 +338,9 @@ impl Kit<'_> {
             tags: vec![self.owner.clone()],
             user_data: None,
             image: None,
+            terminate_after_seconds: None,
         };
-        let result = self.plugin.launch(&req).await;
+        let result = self.plugin.launch(&req, None).await;
         self.target.clear_faults();
         match result {
             Err(CallError::Provider(ProviderError::Capacity(_))) => {}

@@ -27,8 +27,9 @@ use super::conditions::Condition;
 pub struct GPUProviderSpec {
     /// Where the plugin module comes from.
     pub module: ModuleSource,
-    /// Credentials: a Secret in the operator's namespace, and which of its keys become which
-    /// secret names the plugin refers to (`{{secret:NAME}}`).
+    /// Credentials: a Secret in the operator's namespace, which of its keys become which secret
+    /// names, and how the host applies them to the plugin's requests (the plugin never sees
+    /// them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
     /// `scheme://host[:port]` origins the plugin may call. Everything else is refused.
@@ -147,8 +148,178 @@ pub struct OciModule {
 pub struct Credentials {
     /// Secret name (in the operator's namespace).
     pub secret_name: String,
-    /// Plugin secret name -> key in the Secret.
+    /// Secret name used by the auth scheme (e.g. `api_key`) -> key in the Secret.
     pub keys: BTreeMap<String, String>,
+    /// How the host authenticates the plugin's requests with these secrets. Unset: the scheme
+    /// the plugin declares (the bundled providers declare `bearer` with the secret `api_key`).
+    /// The plugin never sees the values, whatever the scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// How the host authenticates a provider's requests: set exactly one of `bearer`, `basic`,
+/// `header`, `query`, `oauth2`. Secrets are named as in `credentials.keys`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "[has(self.bearer), has(self.basic), has(self.header), has(self.query), has(self.oauth2)].filter(x, x).size() == 1",
+        "message": "set exactly one of bearer, basic, header, query, oauth2"
+    }
+]))]
+pub struct AuthSpec {
+    /// `Authorization: Bearer <secret>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerAuthSpec>,
+    /// HTTP Basic from a user-name secret and an optional password secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuthSpec>,
+    /// The secret (after `prefix`) in a named header, e.g. `X-API-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<NamedCredentialSpec>,
+    /// The secret (after `prefix`) in a named query parameter, e.g. `api_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<NamedCredentialSpec>,
+    /// OAuth2 client credentials: the host fetches a token from `tokenUrl` (which must be in
+    /// `allowedHosts`), caches it until it expires, fetches a new one after a 401, and sends it
+    /// as a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Spec>,
+    /// Origins (`scheme://host[:port]`, each in `allowedHosts`) whose requests carry the
+    /// credentials. Empty: every allowed host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+/// A bearer token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BearerAuthSpec {
+    /// The secret holding the token.
+    pub secret: String,
+}
+
+/// HTTP Basic credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuthSpec {
+    /// The secret holding the user name.
+    pub username_secret: String,
+    /// The secret holding the password; unset sends an empty password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<String>,
+}
+
+/// A credential in a named header or query parameter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedCredentialSpec {
+    /// The header or parameter name.
+    pub name: String,
+    /// The secret holding the value.
+    pub secret: String,
+    /// Text before the value, e.g. `Token `.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+/// OAuth2 client credentials (RFC 6749 section 4.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Spec {
+    /// The token endpoint, e.g. `https://api.datacrunch.io/v1/oauth2/token`.
+    pub token_url: String,
+    /// The secret holding the client id.
+    pub client_id_secret: String,
+    /// The secret holding the client secret.
+    pub client_secret_secret: String,
+    /// Scopes to ask for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Where the client id and secret go in the token request: `body` (default) or `basic`.
+    #[serde(default)]
+    pub client_auth: ClientAuthSpec,
+}
+
+/// Where an OAuth2 client sends its id and secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuthSpec {
+    /// `client_id` and `client_secret` in the form body.
+    #[default]
+    Body,
+    /// HTTP Basic with the client id and secret.
+    Basic,
+}
+
+impl AuthSpec {
+    /// The host's auth configuration, or the field that is wrong and why (`field` is relative
+    /// to this object, e.g. `bearer.secret`).
+    pub fn to_config(&self) -> Result<crate::plugins::AuthConfig, (String, String)> {
+        use crate::plugins::{
+            AuthConfig, AuthScheme, BasicAuth, ClientAuth, NamedCredential, Oauth2ClientCredentials,
+        };
+        let named = |n: &NamedCredentialSpec| NamedCredential {
+            name: n.name.clone(),
+            secret: n.secret.clone(),
+            prefix: n.prefix.clone(),
+        };
+        let mut schemes: Vec<(&str, AuthScheme)> = Vec::new();
+        if let Some(b) = &self.bearer {
+            schemes.push(("bearer", AuthScheme::Bearer(b.secret.clone())));
+        }
+        if let Some(b) = &self.basic {
+            schemes.push((
+                "basic",
+                AuthScheme::Basic(BasicAuth {
+                    username_secret: b.username_secret.clone(),
+                    password_secret: b.password_secret.clone(),
+                }),
+            ));
+        }
+        if let Some(h) = &self.header {
+            schemes.push(("header", AuthScheme::Header(named(h))));
+        }
+        if let Some(q) = &self.query {
+            schemes.push(("query", AuthScheme::Query(named(q))));
+        }
+        if let Some(o) = &self.oauth2 {
+            schemes.push((
+                "oauth2",
+                AuthScheme::Oauth2(Oauth2ClientCredentials {
+                    token_url: o.token_url.clone(),
+                    client_id_secret: o.client_id_secret.clone(),
+                    client_secret_secret: o.client_secret_secret.clone(),
+                    scopes: o.scopes.clone(),
+                    client_auth: match o.client_auth {
+                        ClientAuthSpec::Body => ClientAuth::Body,
+                        ClientAuthSpec::Basic => ClientAuth::Basic,
+                    },
+                }),
+            ));
+        }
+        match schemes.len() {
+            1 => Ok(AuthConfig {
+                scheme: schemes.remove(0).1,
+                hosts: self.hosts.clone(),
+            }),
+            0 => Err((
+                String::new(),
+                "set one of bearer, basic, header, query, oauth2".into(),
+            )),
+            _ => Err((
+                String::new(),
+                format!(
+                    "set exactly one scheme; found {}",
+                    schemes
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
 }
 
 /// Sandbox limits; unset fields use the defaults (30 s, 64 MiB, 16 concurrent calls).

@@ -148,6 +148,7 @@ impl DevEnv {
                 credentials: Some(Credentials {
                     secret_name: format!("{}-credentials", spec.name),
                     keys: [("api_key".to_string(), "api-key".to_string())].into(),
+                    auth: None,
                 }),
                 allowed_hosts: vec![cloud.base_url()],
                 config: [
@@ -202,6 +203,7 @@ impl DevEnv {
                 credentials: Some(Credentials {
                     secret_name,
                     keys: [("api_key".to_string(), "api-key".to_string())].into(),
+                    auth: None,
                 }),
                 allowed_hosts: vec![base_url.to_string()],
                 config: [("base_url".to_string(), base_url.to_string())].into(),

@@ -321,10 +321,22 @@ async fn load(
         },
     };
     let module: Arc<[u8]> = Arc::from(bytes.as_slice());
+    let auth = match gp.spec.credentials.as_ref().and_then(|c| c.auth.as_ref()) {
+        None => None,
+        Some(spec) => Some(spec.to_config().map_err(|(field, reason)| {
+            let field = if field.is_empty() {
+                "spec.credentials.auth".to_string()
+            } else {
+                format!("spec.credentials.auth.{field}")
+            };
+            fail("InvalidAuth", format!("{field}: {reason}"))
+        })?),
+    };
     let grants = Grants {
         provider_name: name.to_string(),
         allowed_hosts: gp.spec.allowed_hosts.clone(),
         secrets,
+        auth,
         config: gp.spec.config.clone(),
         limits: limits_of(gp),
     };

@@ -144,6 +144,7 @@ pub fn validate(spec: &GPURequestSpec) -> Result<ValidRequest, FieldError> {
             regions: spec.regions.clone(),
             spot: spec.spot,
             max_price_per_hour,
+            aliases: crate::catalog::aliases(&gpu_type),
         },
         providers: spec.providers.clone(),
         max_lifetime,

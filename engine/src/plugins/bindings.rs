@@ -18,7 +18,8 @@ wasmtime::component::bindgen!({
 pub use self::tgp::provider::http as http_api;
 pub use self::tgp::provider::log as log_api;
 pub use self::tgp::provider::types::{
-    Availability, Balance, BalanceAmount, BootstrapDelivery, Capabilities, GpuSpec, Instance,
-    InstanceState, InvalidField, LaunchRequest, Offer, Operation, ProviderError, ProviderInfo,
-    RateLimit, Tag, TerminateOutcome,
+    AuthScheme, Availability, Balance, BalanceAmount, BasicAuth, BootstrapDelivery, Capabilities,
+    ClientAuth, GpuSpec, Instance, InstanceState, InvalidField, LaunchRequest, NamedCredential,
+    Oauth2ClientCredentials, Offer, Operation, ProviderError, ProviderInfo, QuoteResult, RateLimit,
+    SealedDocument, Tag, TerminateOutcome,
 };

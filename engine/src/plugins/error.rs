@@ -54,6 +54,9 @@ pub enum LoadError {
          configuration, e.g. base_url, or fix the plugin)"
     )]
     MalformedHost { declared: String, reason: String },
+    /// The credentials scheme (the operator's or the plugin's declared one) cannot be used.
+    #[error("the credentials scheme cannot be used: {reason}")]
+    AuthConfig { reason: String },
     #[error("compile cache error: {0}")]
     Cache(String),
     #[error("internal error while loading the plugin: {0}")]
@@ -71,6 +74,7 @@ impl LoadError {
             LoadError::InfoFailed(_) => "InfoFailed",
             LoadError::UngrantedHost { .. } => "HostNotGranted",
             LoadError::MalformedHost { .. } => "MalformedDeclaredHost",
+            LoadError::AuthConfig { .. } => "InvalidAuth",
             LoadError::Cache(_) => "CacheError",
             LoadError::Internal(_) => "InternalError",
         }

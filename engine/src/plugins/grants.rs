@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// A secret value (API key, token). It is only ever substituted into outgoing HTTP requests to
+/// A secret value (API key, token). The host only ever applies it to outgoing HTTP requests to
 /// allow-listed hosts; `Debug` and `Display` print `<redacted>` so it cannot leak through logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(String);
@@ -78,6 +78,17 @@ impl Default for Limits {
     }
 }
 
+/// How the host authenticates a plugin's requests, when the operator chooses (otherwise the
+/// plugin's declared `capabilities.auth` is used).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    /// The scheme; it names secrets of [`Grants::secrets`].
+    pub scheme: super::bindings::AuthScheme,
+    /// Origins (`scheme://host[:port]`) whose requests carry the credentials; empty: every
+    /// allowed host.
+    pub hosts: Vec<String>,
+}
+
 /// Everything one plugin is granted.
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
@@ -85,8 +96,11 @@ pub struct Grants {
     pub provider_name: String,
     /// Origins the plugin may reach, as `scheme://host[:port]`.
     pub allowed_hosts: Vec<String>,
-    /// Secrets the plugin may reference as `{{secret:NAME}}`.
+    /// Secret values by name. The host applies them as the auth scheme says; the plugin never
+    /// sees them.
     pub secrets: BTreeMap<String, SecretValue>,
+    /// The operator's choice of auth scheme; `None`: the plugin's declared scheme.
+    pub auth: Option<AuthConfig>,
     /// Values answered by the `config` import.
     pub config: BTreeMap<String, String>,
     /// Resource limits.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+use super::auth::HostAuth;
 use super::bindings::{ProviderPlugin, ProviderPluginPre};
 use super::cache;
 use super::config::HostConfig;
@@ -129,7 +130,6 @@ impl PluginHost {
             http: HttpContext::new(self.client.clone(), &grants),
             log: LogLimiter::new(grants.limits.log_lines_per_second),
             config: grants.config.clone(),
-            secrets: grants.secrets.clone(),
         });
         let runtime = Runtime::new(
             pre,
@@ -143,6 +143,20 @@ impl PluginHost {
         if check_hosts {
             declared::check(&info.capabilities.hosts, shared.http.allow_list())?;
         }
+        // Credentials: the operator's scheme, else the one the plugin declares.
+        let (scheme, credential_hosts) = match &grants.auth {
+            Some(config) => (Some(config.scheme.clone()), config.hosts.clone()),
+            None => (info.capabilities.auth.clone(), Vec::new()),
+        };
+        if let Some(scheme) = scheme {
+            let auth = HostAuth::new(
+                scheme,
+                &credential_hosts,
+                &grants.secrets,
+                shared.http.allow_list(),
+            )?;
+            shared.http.set_auth(auth);
+        }
         let _ = shared.plugin_version.set(info.version.clone());
         tracing::info!(
             provider = %grants.provider_name,
@@ -150,6 +164,7 @@ impl PluginHost {
             plugin_version = %info.version,
             contract_version = %contract_version,
             hosts = ?info.capabilities.hosts,
+            auth = shared.http.auth().map_or("none", |a| super::auth::scheme_name(a.scheme())),
             digest = %digest,
             from_cache = compiled.from_cache,
             compile_ms = compile_time.as_millis() as u64,

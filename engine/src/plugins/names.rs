@@ -41,10 +41,14 @@ impl InstanceState {
             InstanceState::Pending => "pending",
             InstanceState::Booting => "booting",
             InstanceState::Running => "running",
+            InstanceState::Rebooting => "rebooting",
             InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Preempted => "preempted",
             InstanceState::Terminated => "terminated",
             InstanceState::NotFound => "not-found",
             InstanceState::Failed => "failed",
+            InstanceState::Unknown => "unknown",
         }
     }
 }

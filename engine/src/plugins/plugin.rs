@@ -16,13 +16,14 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{
-    Balance, GpuSpec, Instance, LaunchRequest, Offer, ProviderError, ProviderInfo, ProviderPlugin,
-    ProviderPluginPre, Tag, TerminateOutcome,
+    Balance, GpuSpec, Instance, LaunchRequest, Offer, Operation, ProviderError, ProviderInfo,
+    ProviderPlugin, ProviderPluginPre, QuoteResult, Tag, TerminateOutcome,
 };
 use super::engine::Ticker;
 use super::error::CallError;
 use super::grants::Limits;
 use super::http::policy::Origin;
+use super::sealed::UserData;
 use super::state::{HostState, PluginShared, STDERR_CAPACITY};
 use super::traps::{self, CallFacts};
 
@@ -57,17 +58,34 @@ struct Live {
 enum Req<'a> {
     Info,
     Quote(&'a GpuSpec),
-    Launch(&'a LaunchRequest),
+    /// The request (its `user-data` the sealed description) and the document the host fills
+    /// into request bodies during the call.
+    Launch(&'a LaunchRequest, Option<Arc<UserData>>),
     Verify(&'a str),
     Terminate(&'a str),
     Balance,
     ListOwned(&'a Tag),
 }
 
+impl Req<'_> {
+    /// The operation, and the launch's document, of the call.
+    fn scope(&self) -> (Option<Operation>, Option<Arc<UserData>>) {
+        match self {
+            Req::Info => (None, None),
+            Req::Quote(_) => (Some(Operation::Quote), None),
+            Req::Launch(_, doc) => (Some(Operation::Launch), doc.clone()),
+            Req::Verify(_) => (Some(Operation::Verify), None),
+            Req::Terminate(_) => (Some(Operation::Terminate), None),
+            Req::Balance => (Some(Operation::Balance), None),
+            Req::ListOwned(_) => (Some(Operation::ListOwned), None),
+        }
+    }
+}
+
 /// The plugin's answer to a [`Req`].
 enum Resp {
     Info(ProviderInfo),
-    Quote(Result<Vec<Offer>, ProviderError>),
+    Quote(Result<QuoteResult, ProviderError>),
     Instance(Result<Instance, ProviderError>),
     Terminate(Result<TerminateOutcome, ProviderError>),
     Balance(Result<Balance, ProviderError>),
@@ -188,6 +206,7 @@ impl Runtime {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let budget = self.limits.call_timeout;
         let pooled = if fresh { None } else { self.take_idle() };
+        let (op, sealed) = req.scope();
         let work = async move {
             let mut live = match pooled {
                 Some(mut live) => {
@@ -200,6 +219,7 @@ impl Runtime {
                     Err(e) => return Outcome::Failed(e),
                 },
             };
+            live.store.data_mut().set_scope(op, sealed);
             match invoke(&mut live, req).await {
                 Ok(resp) => Outcome::Done(live, resp),
                 Err(err) => Outcome::Failed(classify(&live.store, &err)),
@@ -249,7 +269,7 @@ async fn invoke(live: &mut Live, req: Req<'_>) -> wasmtime::Result<Resp> {
     Ok(match req {
         Req::Info => Resp::Info(p.call_info(s).await?),
         Req::Quote(spec) => Resp::Quote(p.call_quote(s, spec).await?),
-        Req::Launch(r) => Resp::Instance(p.call_launch(s, r).await?),
+        Req::Launch(r, _) => Resp::Instance(p.call_launch(s, r).await?),
         Req::Verify(id) => Resp::Instance(p.call_verify(s, id).await?),
         Req::Terminate(id) => Resp::Terminate(p.call_terminate(s, id).await?),
         Req::Balance => Resp::Balance(p.call_balance(s).await?),
@@ -270,6 +290,38 @@ pub(crate) struct Meta {
 struct Inner {
     runtime: Runtime,
     meta: Meta,
+    unrecognized: Unrecognized,
+}
+
+/// Names kept by [`Plugin::unrecognized_types`].
+pub const UNRECOGNIZED_KEPT: usize = 32;
+
+/// The vendor names a plugin could not map, bounded: a plugin cannot grow it without limit.
+#[derive(Default)]
+struct Unrecognized(Mutex<std::collections::BTreeSet<String>>);
+
+impl Unrecognized {
+    fn note(&self, names: &[String]) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            if kept.len() >= UNRECOGNIZED_KEPT {
+                break;
+            }
+            let shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
+            if !shown.is_empty() {
+                kept.insert(shown);
+            }
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 /// A loaded, validated plugin. Cheap to clone; calls may run concurrently (up to
@@ -285,7 +337,11 @@ fn unexpected() -> CallError {
 
 impl Plugin {
     pub(crate) fn new(runtime: Runtime, meta: Meta) -> Self {
-        Self(Arc::new(Inner { runtime, meta }))
+        Self(Arc::new(Inner {
+            runtime,
+            meta,
+            unrecognized: Unrecognized::default(),
+        }))
     }
 
     /// Runs `info()` (used by the loader before the plugin exists).
@@ -372,15 +428,45 @@ impl Plugin {
         }
     }
 
+    /// The offers for `spec`. The vendor names the plugin reports it could not map to a
+    /// canonical GPU are remembered (see [`Plugin::unrecognized_types`]) and logged at debug.
     pub async fn quote(&self, spec: &GpuSpec) -> Result<Vec<Offer>, CallError> {
         match self.0.runtime.run(Req::Quote(spec), false).await? {
-            Resp::Quote(r) => r.map_err(CallError::Provider),
+            Resp::Quote(r) => {
+                let result = r.map_err(CallError::Provider)?;
+                if !result.unrecognized.is_empty() {
+                    self.0.unrecognized.note(&result.unrecognized);
+                    tracing::debug!(
+                        provider = %self.0.runtime.shared.provider,
+                        count = result.unrecognized.len(),
+                        "the plugin saw vendor GPU types no catalogue name matches"
+                    );
+                }
+                Ok(result.offers)
+            }
             _ => Err(unexpected()),
         }
     }
 
-    pub async fn launch(&self, req: &LaunchRequest) -> Result<Instance, CallError> {
-        match self.0.runtime.run(Req::Launch(req), false).await? {
+    /// Vendor GPU or instance-type names the plugin saw in its listings and could not map to a
+    /// canonical GPU, since load (at most [`UNRECOGNIZED_KEPT`], sorted, escaped and cut to 64
+    /// characters): candidates for the operator's catalogue.
+    pub fn unrecognized_types(&self) -> Vec<String> {
+        self.0.unrecognized.names()
+    }
+
+    /// Launches `req`. The bootstrap document, if any, stays with the host: the plugin gets
+    /// `req` with `user-data` describing it (size and format, whatever `req` said), and the
+    /// host fills the document into the request bodies the plugin sends during the call.
+    pub async fn launch(
+        &self,
+        req: &LaunchRequest,
+        user_data: Option<&UserData>,
+    ) -> Result<Instance, CallError> {
+        let mut req = req.clone();
+        req.user_data = user_data.map(UserData::sealed);
+        let doc = user_data.cloned().map(Arc::new);
+        match self.0.runtime.run(Req::Launch(&req, doc), false).await? {
             Resp::Instance(r) => r.map_err(CallError::Provider),
             _ => Err(unexpected()),
         }

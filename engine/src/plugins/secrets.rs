@@ -1,94 +1,66 @@
-//! Secret placeholders: substitution into outgoing requests and redaction of everything coming
-//! back, so a plugin never holds a secret value and cannot be tricked into leaking one (an echo
-//! server reflecting the `Authorization` header gets the placeholder back, not the key).
+//! Redaction of secret values from everything handed back to a plugin or written about it.
+//!
+//! Since contract 0.3 the host applies credentials itself and fills bootstrap documents in, so
+//! nothing is substituted here any more: this module only finds every configured secret value
+//! (API keys, composed credentials, OAuth2 tokens, a launch's bootstrap document and the join
+//! secrets in it) and replaces it with [`REDACTED`], longest value first, so that an echoing
+//! server cannot hand a secret to the plugin and a plugin cannot write one into a log line.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use super::grants::SecretValue;
 
-const OPEN: &str = "{{secret:";
-const CLOSE: &str = "}}";
+/// What a secret value is replaced with.
+pub const REDACTED: &str = "[redacted]";
 
-/// The placeholder a plugin writes for secret `name`.
-pub fn placeholder(name: &str) -> String {
-    format!("{OPEN}{name}{CLOSE}")
+/// The values to redact, longest first (so a value that contains another is replaced whole),
+/// without empty or duplicate values.
+#[derive(Clone, Default)]
+pub struct SecretSet {
+    values: Vec<SecretValue>,
 }
 
-/// A placeholder naming a secret that was not granted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown secret `{0}` (not granted to this provider)")]
-pub struct UnknownSecret(pub String);
+impl SecretSet {
+    /// A set of `values`.
+    pub fn new(values: impl IntoIterator<Item = SecretValue>) -> Self {
+        let mut values: Vec<SecretValue> = values
+            .into_iter()
+            .filter(|v| !v.expose().is_empty())
+            .collect();
+        values.sort_by(|a, b| {
+            b.expose()
+                .len()
+                .cmp(&a.expose().len())
+                .then_with(|| a.expose().cmp(b.expose()))
+        });
+        values.dedup();
+        Self { values }
+    }
 
-/// Replaces every `{{secret:NAME}}` in `text` with the granted value.
-pub fn substitute(
-    text: &str,
-    secrets: &BTreeMap<String, SecretValue>,
-) -> Result<String, UnknownSecret> {
-    substitute_with(text, secrets, |out, v| out.push_str(v))
-}
-
-/// [`substitute`], borrowing `text` when it holds no placeholder (most header values).
-pub fn substitute_cow<'a>(
-    text: &'a str,
-    secrets: &BTreeMap<String, SecretValue>,
-) -> Result<Cow<'a, str>, UnknownSecret> {
-    if contains(text.as_bytes(), OPEN.as_bytes()) {
-        substitute(text, secrets).map(Cow::Owned)
-    } else {
-        Ok(Cow::Borrowed(text))
+    /// This set and `extra` (a token, a launch's document), as one set.
+    pub fn with_extra(&self, extra: impl IntoIterator<Item = SecretValue>) -> Self {
+        Self::new(self.values.iter().cloned().chain(extra))
     }
 }
 
-/// Like [`substitute`], for a URL: each value is percent-encoded, so a key holding `&`, `=` or
-/// `#` cannot change the query's structure.
-pub fn substitute_url(
-    text: &str,
-    secrets: &BTreeMap<String, SecretValue>,
-) -> Result<String, UnknownSecret> {
-    substitute_with(text, secrets, |out, v| {
-        out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()))
-    })
-}
-
-fn substitute_with(
-    text: &str,
-    secrets: &BTreeMap<String, SecretValue>,
-    encode: impl Fn(&mut String, &str),
-) -> Result<String, UnknownSecret> {
-    let mut out = String::with_capacity(text.len() + 32);
-    let mut rest = text;
-    // The delimiters are ASCII, so the byte positions found are character boundaries.
-    while let Some(start) = find(rest.as_bytes(), OPEN.as_bytes()) {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        let Some(end) = find(after.as_bytes(), CLOSE.as_bytes()) else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = &after[..end];
-        let value = secrets
-            .get(name)
-            .ok_or_else(|| UnknownSecret(name.to_owned()))?;
-        encode(&mut out, value.expose());
-        rest = &after[end + CLOSE.len()..];
+impl std::fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretSet({} values)", self.values.len())
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
-/// Replaces every occurrence of a secret value in `text` by its placeholder.
-pub fn redact_str(text: &str, secrets: &BTreeMap<String, SecretValue>) -> String {
+/// Replaces every occurrence of a secret value in `text` by [`REDACTED`].
+pub fn redact_str(text: &str, secrets: &SecretSet) -> String {
     redact_cow(text, secrets).into_owned()
 }
 
 /// [`redact_str`], borrowing `text` when it holds no secret value (the usual case).
-pub fn redact_cow<'a>(text: &'a str, secrets: &BTreeMap<String, SecretValue>) -> Cow<'a, str> {
+pub fn redact_cow<'a>(text: &'a str, secrets: &SecretSet) -> Cow<'a, str> {
     let mut out = Cow::Borrowed(text);
-    for (name, value) in secrets {
+    for value in &secrets.values {
         let v = value.expose();
         if contains(out.as_bytes(), v.as_bytes()) {
-            out = Cow::Owned(out.replace(v, &placeholder(name)));
+            out = Cow::Owned(out.replace(v, REDACTED));
         }
     }
     out
@@ -141,20 +113,19 @@ fn position_of_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
         .map(|p| p + offset)
 }
 
-/// Replaces every occurrence of a secret value in `bytes` by its placeholder.
-pub fn redact_bytes(bytes: Vec<u8>, secrets: &BTreeMap<String, SecretValue>) -> Vec<u8> {
+/// Replaces every occurrence of a secret value in `bytes` by [`REDACTED`].
+pub fn redact_bytes(bytes: Vec<u8>, secrets: &SecretSet) -> Vec<u8> {
     let mut out = bytes;
-    for (name, value) in secrets {
+    for value in &secrets.values {
         let needle = value.expose().as_bytes();
         let Some(mut at) = find(&out, needle) else {
             continue;
         };
-        let replacement = placeholder(name);
-        let mut replaced = Vec::with_capacity(out.len() + replacement.len());
+        let mut replaced = Vec::with_capacity(out.len());
         let mut rest = 0;
         loop {
             replaced.extend_from_slice(&out[rest..at]);
-            replaced.extend_from_slice(replacement.as_bytes());
+            replaced.extend_from_slice(REDACTED.as_bytes());
             rest = at + needle.len();
             match find(&out[rest..], needle) {
                 Some(next) => at = rest + next,
@@ -171,8 +142,8 @@ pub fn redact_bytes(bytes: Vec<u8>, secrets: &BTreeMap<String, SecretValue>) -> 
 mod tests {
     use super::*;
 
-    fn secrets() -> BTreeMap<String, SecretValue> {
-        BTreeMap::from([("api_key".to_owned(), SecretValue::new("s3cr3t"))])
+    fn secrets() -> SecretSet {
+        SecretSet::new([SecretValue::new("s3cr3t")])
     }
 
     #[test]
@@ -195,7 +166,7 @@ mod tests {
         assert_eq!(position_of_byte(b'z', &[0x80; 20]), None);
         assert_eq!(
             redact_bytes(b"s3cr3ts3cr3t".to_vec(), &secrets()),
-            b"{{secret:api_key}}{{secret:api_key}}".to_vec()
+            b"[redacted][redacted]".to_vec()
         );
         assert_eq!(
             redact_cow("none here", &secrets()),
@@ -204,37 +175,30 @@ mod tests {
     }
 
     #[test]
-    fn url_substitution_encodes_the_value() {
-        let mut m = BTreeMap::new();
-        m.insert("k".to_string(), SecretValue::from("a&b=c"));
-        assert_eq!(
-            substitute_url("https://h/p?key={{secret:k}}&x=1", &m).unwrap(),
-            "https://h/p?key=a%26b%3Dc&x=1"
-        );
-    }
-
-    #[test]
-    fn substitutes_and_redacts() {
+    fn redacts_everywhere_longest_first() {
         let s = secrets();
         assert_eq!(
-            substitute("Bearer {{secret:api_key}}", &s).as_deref(),
-            Ok("Bearer s3cr3t")
-        );
-        assert_eq!(
-            substitute("{{secret:nope}}", &s),
-            Err(UnknownSecret("nope".into()))
-        );
-        assert_eq!(
-            substitute("plain {{secret:", &s).as_deref(),
-            Ok("plain {{secret:")
-        );
-        assert_eq!(
             redact_str("x s3cr3t y s3cr3t", &s),
-            "x {{secret:api_key}} y {{secret:api_key}}"
+            "x [redacted] y [redacted]"
         );
         assert_eq!(
             redact_bytes(b"as3cr3tb".to_vec(), &s),
-            b"a{{secret:api_key}}b".to_vec()
+            b"a[redacted]b".to_vec()
         );
+        // One value inside another: the longer is replaced whole, whatever the insertion order.
+        let overlapping = SecretSet::new([
+            SecretValue::new("acme"),
+            SecretValue::new("acme.8f3Kq2ZxT7"),
+        ]);
+        assert_eq!(
+            redact_str("key=acme.8f3Kq2ZxT7 user=acme", &overlapping),
+            "key=[redacted] user=[redacted]"
+        );
+        let extended = s.with_extra([SecretValue::new("tok3n"), SecretValue::new("")]);
+        assert_eq!(
+            redact_str("s3cr3t tok3n", &extended),
+            "[redacted] [redacted]"
+        );
+        assert!(SecretSet::new([SecretValue::new("")]).values.is_empty());
     }
 }

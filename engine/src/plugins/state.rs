@@ -12,12 +12,14 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::bindings::Operation;
 use super::bindings::http_api::{self, HttpError, Request, Response};
 use super::bindings::log_api::{self, Level};
 use super::bindings::tgp::provider::{clock, config, types};
 use super::http::HttpContext;
 use super::limiter::Limiter;
 use super::logging::{self, Admit, LogLimiter};
+use super::sealed::UserData;
 use super::secrets;
 
 /// Capacity of the captured guest stderr, per instance.
@@ -30,7 +32,6 @@ pub struct PluginShared {
     pub http: HttpContext,
     pub log: LogLimiter,
     pub config: BTreeMap<String, String>,
-    pub secrets: BTreeMap<String, super::grants::SecretValue>,
 }
 
 /// Bookkeeping of the call in progress.
@@ -41,6 +42,11 @@ pub struct CallState {
     pub timed_out: bool,
     pub capability_denied: Option<String>,
     pub stderr_mark: usize,
+    /// The operation in progress (`None` for `info`).
+    pub op: Option<Operation>,
+    /// The bootstrap document of the launch in progress, which the HTTP import fills into
+    /// request bodies (never handed to the guest).
+    pub sealed: Option<Arc<UserData>>,
 }
 
 /// The `T` of every plugin `Store`.
@@ -74,6 +80,8 @@ impl HostState {
                 timed_out: false,
                 capability_denied: None,
                 stderr_mark: 0,
+                op: None,
+                sealed: None,
             },
             shared,
         }
@@ -86,6 +94,14 @@ impl HostState {
         self.call.timed_out = false;
         self.call.capability_denied = None;
         self.call.stderr_mark = self.stderr.contents().len();
+        self.call.op = None;
+        self.call.sealed = None;
+    }
+
+    /// Says what the call about to run is: its operation, and the launch's document if any.
+    pub fn set_scope(&mut self, op: Option<Operation>, sealed: Option<Arc<UserData>>) {
+        self.call.op = op;
+        self.call.sealed = sealed;
     }
 
     /// What the guest wrote to stderr during the current call.
@@ -121,11 +137,12 @@ impl http_api::Host for HostState {
         tracing::debug!(
             provider = %shared.provider,
             method = %req.method,
-            url = %secrets::redact_cow(&req.url, &shared.secrets),
+            url = %secrets::redact_cow(&req.url, &shared.http.redaction(None)),
             "plugin HTTP request"
         );
         let budget_left = self.call.deadline.saturating_duration_since(Instant::now());
-        match shared.http.send(req, budget_left).await {
+        let sealed = self.call.sealed.clone();
+        match shared.http.send(req, budget_left, sealed.as_deref()).await {
             Ok(outcome) => Ok(outcome),
             Err(denied) => {
                 tracing::warn!(provider = %shared.provider, origin = %denied.what, "plugin attempted HTTP to a host it was not granted; call aborted");
@@ -145,7 +162,8 @@ impl log_api::Host for HostState {
                 .get()
                 .map(String::as_str)
                 .unwrap_or("unknown");
-            let message = secrets::redact_str(&message, &self.shared.secrets);
+            let redaction = self.shared.http.redaction(self.call.sealed.as_deref());
+            let message = secrets::redact_str(&message, &redaction);
             logging::emit(&self.shared.provider, version, level, &message, dropped);
         }
         Ok(())

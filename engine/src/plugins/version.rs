@@ -10,9 +10,10 @@ use wasmtime::component::Component;
 
 use super::error::LoadError;
 
-/// The contract version this engine implements (`wit/provider.wit`). 0.2 added
-/// `capabilities.hosts`; plugins built for 0.1 are refused.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version this engine implements (`wit/provider.wit`). 0.3 made credentials and
+/// bootstrap documents host-held (see the WIT's version history); plugins built for 0.2 or
+/// earlier are refused.
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 const EXPORT_PREFIX: &str = "tgp:provider/provider";
 
@@ -92,29 +93,30 @@ mod tests {
 
     #[test]
     fn same_minor_accepted_while_zero_x() {
-        assert!(compatible("0.2.0"));
-        assert!(compatible("0.2.7"));
-        assert!(compatible("0.2.1-rc.1"));
+        assert!(compatible("0.3.0"));
+        assert!(compatible("0.3.7"));
+        assert!(compatible("0.3.1-rc.1"));
         assert!(
-            !compatible("0.1.0"),
-            "0.1 plugins declare no hosts: refused"
+            !compatible("0.2.0"),
+            "0.2 plugins place secrets and read user-data themselves: refused"
         );
-        assert!(!compatible("0.3.0"));
+        assert!(!compatible("0.1.0"));
+        assert!(!compatible("0.4.0"));
         assert!(!compatible("1.0.0"));
-        assert!(!compatible("0.2"));
+        assert!(!compatible("0.3"));
         assert!(!compatible("garbage"));
-        assert_eq!(host_range(), "0.2.x");
+        assert_eq!(host_range(), "0.3.x");
     }
 
     #[test]
     fn refusing_a_previous_contract_names_both_versions() {
         let err = LoadError::Incompatible {
-            plugin: "0.1.0".into(),
+            plugin: "0.2.0".into(),
             host: host_range(),
         };
         let text = err.to_string();
         assert!(
-            text.contains("tgp:provider@0.1.0") && text.contains("tgp:provider@0.2.x"),
+            text.contains("tgp:provider@0.2.0") && text.contains("tgp:provider@0.3.x"),
             "{text}"
         );
     }
@@ -125,6 +127,17 @@ mod tests {
         assert!(
             wit.contains(&format!("package tgp:provider@{CONTRACT_VERSION};")),
             "wit/provider.wit does not declare tgp:provider@{CONTRACT_VERSION}"
+        );
+    }
+
+    #[test]
+    fn the_sdk_vendors_the_contract_unchanged() {
+        // The SDK carries its own copy so that it builds outside this repository; it must be
+        // this file, byte for byte (copy wit/provider.wit to sdk/wit/provider.wit).
+        assert_eq!(
+            include_str!("../../../sdk/wit/provider.wit"),
+            include_str!("../../../wit/provider.wit"),
+            "sdk/wit/provider.wit differs from wit/provider.wit"
         );
     }
 }

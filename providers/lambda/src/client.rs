@@ -6,7 +6,7 @@
 
 use serde::de::DeserializeOwned;
 use tgp_provider_sdk::http::{self, RequestBuilder, Response};
-use tgp_provider_sdk::{LaunchRequest, ProviderError};
+use tgp_provider_sdk::{LaunchRequest, ProviderError, user_data};
 
 use crate::api::{
     ApiInstance, Data, Image, InstanceTypes, LaunchBody, Launched, TerminateBody, Terminated,
@@ -18,7 +18,7 @@ use crate::tags;
 /// Per-request timeout.
 const TIMEOUT_MS: u32 = 30_000;
 
-/// An authenticated client for one configured Lambda account.
+/// A client for one configured Lambda account (the host authenticates its requests).
 pub struct Client {
     settings: Settings,
 }
@@ -36,9 +36,7 @@ impl Client {
     }
 
     fn request(&self, builder: fn(String) -> RequestBuilder, path: &str) -> RequestBuilder {
-        builder(self.settings.url(path))
-            .bearer_secret(&self.settings.api_key_secret)
-            .timeout(TIMEOUT_MS)
+        builder(self.settings.url(path)).timeout(TIMEOUT_MS)
     }
 
     /// `GET /instance-types`.
@@ -123,15 +121,8 @@ pub fn launch_body(settings: &Settings, req: &LaunchRequest) -> Result<LaunchBod
             "must be 1 to 64 characters for Lambda",
         ));
     }
-    if req
-        .user_data
-        .as_ref()
-        .is_some_and(|u| u.len() > 1024 * 1024)
-    {
-        return Err(ProviderError::invalid(
-            "user-data",
-            "Lambda accepts at most 1 MB of user-data",
-        ));
+    if let Some(doc) = &req.user_data {
+        user_data::check_size(doc, 1024 * 1024, "Lambda")?;
     }
     let image = match (&req.image, &settings.image_id, &settings.image_family) {
         (Some(image), _, _) if !image.trim().is_empty() => Some(Image::Family(image.trim().into())),
@@ -145,7 +136,8 @@ pub fn launch_body(settings: &Settings, req: &LaunchRequest) -> Result<LaunchBod
         ssh_key_names: vec![ssh_key.into()],
         name: name.into(),
         hostname: mapping::hostname(name),
-        user_data: req.user_data.clone(),
+        // Sealed: the host fills the document into this JSON string of the request body.
+        user_data: req.user_data.as_ref().map(|_| user_data::JSON.to_string()),
         tags: tags::encode(&req.tags)?,
         image,
     })
@@ -153,7 +145,7 @@ pub fn launch_body(settings: &Settings, req: &LaunchRequest) -> Result<LaunchBod
 
 #[cfg(test)]
 mod tests {
-    use tgp_provider_sdk::{Availability, Offer, Tag, config};
+    use tgp_provider_sdk::{Availability, BootstrapDelivery, Offer, SealedDocument, Tag, config};
 
     use super::*;
 
@@ -182,8 +174,12 @@ mod tests {
             },
             instance_name: "tgp-abc-1".into(),
             tags: vec![Tag::new("tgp.io/cluster", "c1")],
-            user_data: Some("#cloud-config\n".into()),
+            user_data: Some(SealedDocument {
+                size: 14,
+                delivery: BootstrapDelivery::CloudInit,
+            }),
             image: None,
+            terminate_after_seconds: None,
         }
     }
 
@@ -206,7 +202,11 @@ mod tests {
         assert_eq!(body.hostname.as_deref(), Some("tgp-abc-1"));
         assert_eq!(body.tags[0].key, "tgp:dio:scluster");
         assert_eq!(body.image, Some(Image::Family("lambda-stack-22-04".into())));
-        assert_eq!(body.user_data.as_deref(), Some("#cloud-config\n"));
+        assert_eq!(
+            body.user_data.as_deref(),
+            Some("{{user-data:json}}"),
+            "placed by reference; the host fills in the sealed document"
+        );
     }
 
     #[test]
@@ -226,6 +226,14 @@ mod tests {
         long.instance_name = "n".repeat(65);
         assert!(
             matches!(launch_body(&s, &long), Err(ProviderError::InvalidRequest(f)) if f.field == "instance-name")
+        );
+        let mut big = request("gpu_1x_a100@us-east-1");
+        big.user_data = Some(SealedDocument {
+            size: 1024 * 1024 + 1,
+            delivery: BootstrapDelivery::CloudInit,
+        });
+        assert!(
+            matches!(launch_body(&s, &big), Err(ProviderError::InvalidRequest(f)) if f.field == "user-data")
         );
     }
 

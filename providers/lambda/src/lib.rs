@@ -13,9 +13,9 @@ mod settings;
 mod tags;
 
 use tgp_provider_sdk::{
-    Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState, LaunchRequest,
-    Offer, Operation, Provider, ProviderError, ProviderInfo, RateLimit, Tag, TerminateOutcome,
-    catalog, config, info, money, warn,
+    AuthScheme, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState,
+    LaunchRequest, Operation, Provider, ProviderError, ProviderInfo, QuoteResult, RateLimit, Tag,
+    TerminateOutcome, catalog, config, info, money, warn,
 };
 
 use client::{Client, Lookup};
@@ -36,30 +36,40 @@ impl Provider for LambdaProvider {
             balance: false,
             bootstrap: vec![BootstrapDelivery::CloudInit],
             hosts: settings::hosts(config::get("base_url")),
+            // Lambda's API takes `Authorization: Bearer <key>`; the host adds it.
+            auth: Some(AuthScheme::bearer(config::value_or(
+                config::get("api_key_secret"),
+                "api_key",
+            ))),
+            self_terminate: false,
         })
         .rate_limit(RateLimit::new(1, 1))
         .rate_limit(RateLimit::new(1, 12).for_operation(Operation::Launch))
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
-        let canonical = catalog::require(&spec.gpu_type)?;
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
+        let canonical = catalog::resolve(&spec)?;
         if spec.count == 0 {
             return Err(ProviderError::invalid("count", "must be at least 1"));
         }
         let settings = Settings::load()?;
         if spec.spot {
-            return Ok(Vec::new()); // Lambda sells no spot capacity.
+            return Ok(QuoteResult::new(Vec::new())); // Lambda sells no spot capacity.
         }
-        if catalog::lambda_types(canonical, spec.count).is_empty() {
+        let known = catalog::canonical(&canonical).is_some();
+        if known
+            && spec.aliases.is_empty()
+            && catalog::lambda_types(&canonical, spec.count).is_empty()
+        {
             info!("Lambda does not offer {canonical}");
-            return Ok(Vec::new());
+            return Ok(QuoteResult::new(Vec::new()));
         }
         let types = Client::new(settings).instance_types()?;
-        let (offers, skipped) = mapping::select_offers(&spec, canonical, &types);
+        let (offers, skipped, unrecognized) = mapping::select_offers(&spec, &canonical, &types);
         for note in skipped {
             warn!("skipping a Lambda instance type: {note}");
         }
-        Ok(offers)
+        Ok(QuoteResult::new(offers).unrecognized(unrecognized))
     }
 
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
@@ -83,12 +93,13 @@ impl Provider for LambdaProvider {
             gpu_type: catalog::canonical(&req.offer.gpu_type).map(str::to_string),
             price_per_hour: Some(req.offer.price_per_hour),
             tags: req.tags,
+            vendor_state: None,
         })
     }
 
     fn verify(instance_id: String) -> Result<Instance, ProviderError> {
         match Client::new(Settings::load()?).instance(&instance_id)? {
-            Lookup::Found(instance) => mapping::to_instance(instance),
+            Lookup::Found(instance) => Ok(mapping::to_instance(instance)),
             Lookup::Missing => Err(ProviderError::not_found(instance_id)),
         }
     }
@@ -113,7 +124,7 @@ impl Provider for LambdaProvider {
 
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
         let instances = Client::new(Settings::load()?).instances()?;
-        mapping::owned_instances(instances, &owner)
+        Ok(mapping::owned_instances(instances, &owner))
     }
 }
 
@@ -122,6 +133,7 @@ tgp_provider_sdk::export_provider!(LambdaProvider);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tgp_provider_sdk::Offer;
 
     #[test]
     fn info_declares_lambda_capabilities_and_limits() {
@@ -148,10 +160,13 @@ mod tests {
         );
         let mut spot = GpuSpec::new("H100-SXM", 1);
         spot.spot = true;
-        assert_eq!(LambdaProvider::quote(spot), Ok(Vec::new()));
+        assert_eq!(
+            LambdaProvider::quote(spot),
+            Ok(QuoteResult::new(Vec::new()))
+        );
         assert_eq!(
             LambdaProvider::quote(GpuSpec::new("RTX4090", 1)),
-            Ok(Vec::new())
+            Ok(QuoteResult::new(Vec::new()))
         );
     }
 
@@ -176,6 +191,7 @@ mod tests {
             tags: vec![],
             user_data: None,
             image: None,
+            terminate_after_seconds: None,
         };
         assert!(
             matches!(LambdaProvider::launch(req), Err(ProviderError::InvalidRequest(f)) if f.field == "ssh_key_name")

@@ -34,7 +34,8 @@ pub fn parse_offer_id(offer_id: &str) -> Result<(&str, &str), ProviderError> {
         })
 }
 
-/// The offers for `spec` (on-demand only), cheapest first, and a note for every type skipped.
+/// The offers for `spec` (on-demand only), cheapest first, a note for every type skipped, and
+/// the listed types the catalogue cannot name (reported to the engine, not priced).
 ///
 /// Lambda encodes the GPU count in the type name, so a type matches when the catalogue maps it to
 /// the spec's GPU and count. With no requested region there is one available offer per region
@@ -44,11 +45,27 @@ pub fn select_offers(
     spec: &GpuSpec,
     canonical: &str,
     types: &InstanceTypes,
-) -> (Vec<Offer>, Vec<String>) {
+) -> (Vec<Offer>, Vec<String>, Vec<String>) {
     let mut offers = Vec::new();
     let mut skipped = Vec::new();
+    let mut unrecognized = Vec::new();
     for (name, entry) in types {
-        if catalog::from_lambda_type(name) != Some((canonical, spec.count)) {
+        let known = catalog::from_lambda_type(name);
+        let matches = match known {
+            Some(found) => found == (canonical, spec.count),
+            // An operator's catalogue alias: the whole type name, or its family
+            // (`gpu_1x_gh200` -> `gh200`) with the count from the name.
+            None => match lambda_family(name) {
+                Some((count, family)) if spec.is_alias(name) || spec.is_alias(family) => {
+                    count == spec.count
+                }
+                _ => {
+                    unrecognized.push(name.clone());
+                    false
+                }
+            },
+        };
+        if !matches {
             continue;
         }
         let price = match entry
@@ -116,7 +133,14 @@ pub fn select_offers(
             .cmp(&b.price_per_hour)
             .then_with(|| a.offer_id.cmp(&b.offer_id))
     });
-    (offers, skipped)
+    (offers, skipped, unrecognized)
+}
+
+/// The GPU count and family of a Lambda type name `gpu_{N}x_{family}`, whatever the family.
+fn lambda_family(name: &str) -> Option<(u32, &str)> {
+    let (count, family) = name.strip_prefix("gpu_")?.split_once("x_")?;
+    let count = count.parse().ok().filter(|c: &u32| *c > 0)?;
+    (!family.is_empty()).then_some((count, family))
 }
 
 /// Lambda hostnames: `^[a-z0-9][0-9a-z-]{0,62}$`. The instance name when it qualifies.
@@ -130,30 +154,28 @@ pub fn hostname(instance_name: &str) -> Option<String> {
     valid.then(|| instance_name.to_string())
 }
 
-/// The contract state of a Lambda `status`.
-pub fn instance_state(status: &str) -> Result<InstanceState, ProviderError> {
-    Ok(match status {
+/// The contract state of a Lambda `status`. A status this plugin does not know is `unknown`
+/// (the vendor's word is kept), never an error.
+pub fn instance_state(status: &str) -> InstanceState {
+    match status {
         "booting" => InstanceState::Booting,
         "active" => InstanceState::Running,
-        // Lambda reports a problem with the VM: it will not serve as a node as it is.
-        "unhealthy" => InstanceState::Failed,
+        // Lambda's health check of the VM failed: often a blip (a heartbeat missed); the engine
+        // tolerates it for a grace period before acting.
+        "unhealthy" => InstanceState::Rebooting,
         "terminating" => InstanceState::Stopping,
         "terminated" => InstanceState::Terminated,
-        // Taken back by Lambda: gone, and no longer billed.
-        "preempted" => InstanceState::Terminated,
-        other => {
-            return Err(ProviderError::internal(format!(
-                "Lambda reported an unknown instance status `{other}`"
-            )));
-        }
-    })
+        // Taken back by Lambda: it may still be listed, and is terminated to be sure.
+        "preempted" => InstanceState::Preempted,
+        _ => InstanceState::Unknown,
+    }
 }
 
 /// A Lambda instance as a contract instance.
-pub fn to_instance(api: ApiInstance) -> Result<Instance, ProviderError> {
+pub fn to_instance(api: ApiInstance) -> Instance {
     let instance_type = api.instance_type.as_ref();
-    Ok(Instance {
-        state: instance_state(&api.status)?,
+    Instance {
+        state: instance_state(&api.status),
         name: api.name.unwrap_or_default(),
         public_ip: api.ip.filter(|ip| !ip.is_empty()),
         region: api.region.map(|r| r.name),
@@ -165,22 +187,18 @@ pub fn to_instance(api: ApiInstance) -> Result<Instance, ProviderError> {
             .and_then(|c| cents_to_micros(c).ok()),
         tags: tags::decode(api.tags.as_deref().unwrap_or_default()),
         instance_id: api.id,
-    })
+        vendor_state: Some(api.status),
+    }
 }
 
-/// The instances carrying `owner`, checked here whatever the API returned.
-pub fn owned_instances(
-    instances: Vec<ApiInstance>,
-    owner: &Tag,
-) -> Result<Vec<Instance>, ProviderError> {
-    let mut owned = Vec::new();
-    for api in instances {
-        let instance = to_instance(api)?;
-        if instance.has_tag(owner) {
-            owned.push(instance);
-        }
-    }
-    Ok(owned)
+/// The instances carrying `owner`, checked here whatever the API returned; the tag is read
+/// before anything else, so one odd instance never fails the listing.
+pub fn owned_instances(instances: Vec<ApiInstance>, owner: &Tag) -> Vec<Instance> {
+    instances
+        .into_iter()
+        .filter(|api| tags::decode(api.tags.as_deref().unwrap_or_default()).contains(owner))
+        .map(to_instance)
+        .collect()
 }
 
 /// The outcome of a terminate that answered with the instance's new status.
@@ -267,8 +285,14 @@ mod tests {
 
     #[test]
     fn one_offer_per_region_with_capacity() {
-        let (offers, skipped) = select_offers(&GpuSpec::new("H100-SXM", 1), "H100-SXM", &types());
+        let (offers, skipped, unrecognized) =
+            select_offers(&GpuSpec::new("H100-SXM", 1), "H100-SXM", &types());
         assert!(skipped.is_empty());
+        assert_eq!(
+            unrecognized,
+            ["gpu_1x_gh200"],
+            "a type outside the catalogue is reported, not dropped silently"
+        );
         let got: Vec<_> = offers
             .iter()
             .map(|o| (o.offer_id.as_str(), o.price_per_hour, o.availability))
@@ -288,14 +312,14 @@ mod tests {
                 ),
             ]
         );
-        let (eight, _) = select_offers(&GpuSpec::new("H100-SXM", 8), "H100-SXM", &types());
+        let (eight, _, _) = select_offers(&GpuSpec::new("H100-SXM", 8), "H100-SXM", &types());
         assert_eq!(eight.len(), 1);
         assert_eq!((eight[0].count, eight[0].price_per_hour), (8, 23_920_000));
     }
 
     #[test]
     fn no_capacity_is_unavailable_and_regions_filter() {
-        let (offers, _) = select_offers(&GpuSpec::new("A100-40GB", 1), "A100-40GB", &types());
+        let (offers, _, _) = select_offers(&GpuSpec::new("A100-40GB", 1), "A100-40GB", &types());
         let got: Vec<_> = offers
             .iter()
             .map(|o| (o.offer_id.as_str(), o.availability))
@@ -309,7 +333,7 @@ mod tests {
         );
         let mut spec = GpuSpec::new("H100-SXM", 1);
         spec.regions = vec!["us-west-1".into(), "us-south-1".into()];
-        let (offers, _) = select_offers(&spec, "H100-SXM", &types());
+        let (offers, _, _) = select_offers(&spec, "H100-SXM", &types());
         let got: Vec<_> = offers
             .iter()
             .map(|o| (o.region.as_str(), o.availability))
@@ -359,17 +383,16 @@ mod tests {
         for (status, state) in [
             ("booting", InstanceState::Booting),
             ("active", InstanceState::Running),
-            ("unhealthy", InstanceState::Failed),
+            ("unhealthy", InstanceState::Rebooting),
             ("terminating", InstanceState::Stopping),
             ("terminated", InstanceState::Terminated),
-            ("preempted", InstanceState::Terminated),
+            ("preempted", InstanceState::Preempted),
         ] {
-            assert_eq!(instance_state(status), Ok(state), "{status}");
+            assert_eq!(instance_state(status), state, "{status}");
         }
-        assert!(matches!(
-            instance_state("melted"),
-            Err(ProviderError::Internal(_))
-        ));
+        assert_eq!(instance_state("melted"), InstanceState::Unknown);
+        let odd = to_instance(instance("z", "melted", Some("c1")));
+        assert_eq!(odd.vendor_state.as_deref(), Some("melted"));
         assert_eq!(
             terminate_outcome(Some("terminating")),
             TerminateOutcome::Terminating
@@ -412,7 +435,7 @@ mod tests {
 
     #[test]
     fn converts_instances_and_filters_owners() {
-        let i = to_instance(instance("a", "active", Some("c1"))).unwrap();
+        let i = to_instance(instance("a", "active", Some("c1")));
         assert_eq!(i.state, InstanceState::Running);
         assert_eq!(i.public_ip.as_deref(), Some("198.51.100.4"));
         assert_eq!(i.gpu_type.as_deref(), Some("A100-80GB"));
@@ -424,10 +447,11 @@ mod tests {
                 instance("b", "terminated", Some("c1")),
                 instance("c", "active", Some("c2")),
                 instance("d", "booting", None),
+                instance("e", "melted", Some("c1")),
+                instance("f", "melted", Some("c2")),
             ],
             &Tag::new("tgp.io/cluster", "c1"),
-        )
-        .unwrap();
+        );
         let ids: Vec<_> = owned
             .iter()
             .map(|i| (i.instance_id.as_str(), i.state))
@@ -436,9 +460,22 @@ mod tests {
             ids,
             [
                 ("a", InstanceState::Running),
-                ("b", InstanceState::Terminated)
-            ]
+                ("b", InstanceState::Terminated),
+                ("e", InstanceState::Unknown),
+            ],
+            "an odd instance is reported as unknown, never fails the listing"
         );
+    }
+
+    #[test]
+    fn operator_aliases_price_types_the_catalogue_lacks() {
+        let mut spec = GpuSpec::new("GH200", 1);
+        spec.aliases = vec!["gh200".into()];
+        let (offers, _, unrecognized) = select_offers(&spec, "GH200", &types());
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].offer_id, "gpu_1x_gh200@us-west-1");
+        assert_eq!(offers[0].gpu_type, "GH200");
+        assert!(!unrecognized.contains(&"gpu_1x_gh200".to_string()));
     }
 
     fn body(code: &str) -> Vec<u8> {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use tgp_provider_sdk::http::{self, RequestBuilder, Response};
-use tgp_provider_sdk::{GpuSpec, LaunchRequest, ProviderError, Tag};
+use tgp_provider_sdk::{GpuSpec, LaunchRequest, ProviderError, Tag, user_data};
 
 use crate::api::{
     Account, ApiInstance, ApiOffer, CreateInstance, InstanceEnvelope, InstancesPage, OffersPage,
@@ -17,7 +17,7 @@ use crate::settings::Settings;
 /// Per-request timeout; the mock cloud answers on loopback.
 const TIMEOUT_MS: u32 = 10_000;
 
-/// An authenticated client for one configured mock cloud.
+/// A client for one configured mock cloud (the host authenticates its requests).
 pub struct Client<'s> {
     settings: &'s Settings,
 }
@@ -35,9 +35,8 @@ impl<'s> Client<'s> {
     }
 
     fn request(&self, builder: fn(String) -> RequestBuilder, path: &str) -> RequestBuilder {
-        builder(self.settings.url(path))
-            .bearer_secret(&self.settings.api_key_secret)
-            .timeout(TIMEOUT_MS)
+        // The host adds the credentials (`info` declares bearer with the configured secret).
+        builder(self.settings.url(path)).timeout(TIMEOUT_MS)
     }
 
     /// `GET /v1/offers` with the filters the cloud understands.
@@ -60,7 +59,8 @@ impl<'s> Client<'s> {
                 .iter()
                 .map(|t| (t.key.as_str(), t.value.as_str()))
                 .collect::<BTreeMap<_, _>>(),
-            user_data: req.user_data.as_deref(),
+            // Sealed: the host fills the document into the JSON string.
+            user_data: req.user_data.as_ref().map(|_| user_data::JSON),
             image: req.image.as_deref(),
         };
         let resp = self

@@ -14,8 +14,9 @@ mod mapping;
 mod settings;
 
 use tgp_provider_sdk::{
-    Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, LaunchRequest, Offer, Operation,
-    Provider, ProviderError, ProviderInfo, Tag, TerminateOutcome, config, info, money, warn,
+    AuthScheme, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, LaunchRequest,
+    Operation, Provider, ProviderError, ProviderInfo, QuoteResult, Tag, TerminateOutcome, config,
+    info, money, warn,
 };
 
 use client::{Client, Lookup};
@@ -52,20 +53,26 @@ impl Provider for MockProvider {
                 BootstrapDelivery::CloudInit,
             ],
             hosts: settings::hosts(config::get("base_url")),
+            // The mock cloud wants `Authorization: Bearer <key>`; the host adds it.
+            auth: Some(AuthScheme::bearer(config::value_or(
+                config::get("api_key_secret"),
+                "api_key",
+            ))),
+            self_terminate: false,
         })
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
         let listed = client()?.offers(&spec)?;
         let (offers, skipped) = mapping::select_offers(&spec, listed);
         for note in skipped {
             warn!("skipping an offer with an unreadable price: {note}");
         }
-        Ok(offers)
+        Ok(offers.into())
     }
 
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
-        let created = mapping::to_instance(client()?.create_instance(&req)?)?;
+        let created = mapping::to_instance(client()?.create_instance(&req)?);
         info!(
             "launched {} ({}) from offer {} at {}/h",
             created.instance_id,
@@ -78,7 +85,7 @@ impl Provider for MockProvider {
 
     fn verify(instance_id: String) -> Result<Instance, ProviderError> {
         match client()?.instance(&instance_id)? {
-            Lookup::Found(instance) => mapping::to_instance(instance),
+            Lookup::Found(instance) => Ok(mapping::to_instance(instance)),
             Lookup::Missing => Err(ProviderError::not_found(instance_id)),
         }
     }
@@ -96,7 +103,7 @@ impl Provider for MockProvider {
 
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
         let listed = client()?.instances_tagged(&owner)?;
-        mapping::owned_instances(listed, &owner)
+        Ok(mapping::owned_instances(listed, &owner))
     }
 }
 
@@ -121,6 +128,7 @@ mod tests {
             ]
         );
         assert!(info.rate_limits.is_empty());
+        assert_eq!(info.capabilities.auth, Some(AuthScheme::bearer("api_key")));
         // Natively the configuration is empty: no base_url, so no host to call.
         assert!(info.capabilities.hosts.is_empty());
     }

@@ -30,10 +30,8 @@ pub fn select_offers(spec: &GpuSpec, offers: Vec<ApiOffer>) -> (Vec<Offer>, Vec<
     let mut selected = Vec::new();
     let mut skipped = Vec::new();
     for offer in offers {
-        if offer.gpu_type != spec.gpu_type
-            || offer.gpu_count != spec.count
-            || offer.spot != spec.spot
-        {
+        let same_gpu = offer.gpu_type == spec.gpu_type || spec.is_alias(&offer.gpu_type);
+        if !same_gpu || offer.gpu_count != spec.count || offer.spot != spec.spot {
             continue;
         }
         if !spec.accepts_region(&offer.region) {
@@ -51,7 +49,8 @@ pub fn select_offers(spec: &GpuSpec, offers: Vec<ApiOffer>) -> (Vec<Offer>, Vec<
         }
         selected.push(Offer {
             offer_id: offer.id,
-            gpu_type: offer.gpu_type,
+            // The engine's name for it, whichever alias the cloud used.
+            gpu_type: spec.gpu_type.clone(),
             count: offer.gpu_count,
             region: offer.region,
             price_per_hour: price,
@@ -67,28 +66,30 @@ pub fn select_offers(spec: &GpuSpec, offers: Vec<ApiOffer>) -> (Vec<Offer>, Vec<
     (selected, skipped)
 }
 
-/// The contract's state for a mock-cloud `status`.
-pub fn instance_state(status: &str) -> Result<InstanceState, ProviderError> {
-    Ok(match status {
+/// The contract's state for a mock-cloud `status`. A status this plugin does not know is
+/// `unknown` (the instance keeps its `vendor-state`), never an error: one odd instance must not
+/// fail a verify or a whole listing.
+pub fn instance_state(status: &str) -> InstanceState {
+    match status {
         "pending" => InstanceState::Pending,
         "booting" => InstanceState::Booting,
         "running" => InstanceState::Running,
+        "rebooting" => InstanceState::Rebooting,
         "stopping" => InstanceState::Stopping,
+        "stopped" => InstanceState::Stopped,
+        "preempted" => InstanceState::Preempted,
         "terminated" => InstanceState::Terminated,
         "failed" => InstanceState::Failed,
-        other => {
-            return Err(ProviderError::internal(format!(
-                "the mock cloud reported an unknown instance status `{other}`"
-            )));
-        }
-    })
+        _ => InstanceState::Unknown,
+    }
 }
 
 /// A mock-cloud instance as a contract instance. The price is optional in the contract: a
 /// malformed one is left out rather than hiding the instance's state.
-pub fn to_instance(api: ApiInstance) -> Result<Instance, ProviderError> {
-    Ok(Instance {
-        state: instance_state(&api.status)?,
+pub fn to_instance(api: ApiInstance) -> Instance {
+    Instance {
+        state: instance_state(&api.status),
+        vendor_state: Some(api.status),
         instance_id: api.id,
         name: api.name,
         public_ip: api.public_ip,
@@ -103,14 +104,12 @@ pub fn to_instance(api: ApiInstance) -> Result<Instance, ProviderError> {
             .into_iter()
             .map(|(key, value)| Tag { key, value })
             .collect(),
-    })
+    }
 }
 
-/// The instances carrying `owner`, checked here whatever the cloud's filter did.
-pub fn owned_instances(
-    instances: Vec<ApiInstance>,
-    owner: &Tag,
-) -> Result<Vec<Instance>, ProviderError> {
+/// The instances carrying `owner`, checked here whatever the cloud's filter did; the tag is
+/// checked before anything else is read.
+pub fn owned_instances(instances: Vec<ApiInstance>, owner: &Tag) -> Vec<Instance> {
     instances
         .into_iter()
         .filter(|i| i.tags.get(&owner.key) == Some(&owner.value))
@@ -266,27 +265,47 @@ mod tests {
     }
 
     #[test]
+    fn aliases_from_the_engine_catalogue_match() {
+        let mut spec = GpuSpec::new("B200", 1);
+        let mut listed = offer("b", "r", "5.00", false, 3);
+        listed.gpu_type = "NVIDIA B200 SXM".into();
+        let (none, _) = select_offers(&spec, vec![listed.clone()]);
+        assert!(none.is_empty(), "an unknown name matches nothing");
+        spec.aliases = vec!["nvidia b200 sxm".into()];
+        let (offers, _) = select_offers(&spec, vec![listed]);
+        assert_eq!(offers.len(), 1);
+        assert_eq!(
+            offers[0].gpu_type, "B200",
+            "reported under the engine's name"
+        );
+    }
+
+    #[test]
     fn maps_every_documented_status() {
         for (status, state) in [
             ("pending", InstanceState::Pending),
             ("booting", InstanceState::Booting),
             ("running", InstanceState::Running),
+            ("rebooting", InstanceState::Rebooting),
             ("stopping", InstanceState::Stopping),
+            ("stopped", InstanceState::Stopped),
+            ("preempted", InstanceState::Preempted),
             ("terminated", InstanceState::Terminated),
             ("failed", InstanceState::Failed),
         ] {
-            assert_eq!(instance_state(status), Ok(state));
+            assert_eq!(instance_state(status), state);
         }
-        assert!(
-            matches!(instance_state("exploded"), Err(ProviderError::Internal(m)) if m.contains("exploded"))
-        );
+        assert_eq!(instance_state("exploded"), InstanceState::Unknown);
+        let odd = to_instance(instance("i-9", "exploded", &[]));
+        assert_eq!(odd.state, InstanceState::Unknown);
+        assert_eq!(odd.vendor_state.as_deref(), Some("exploded"));
     }
 
     #[test]
     fn converts_instances() {
         let mut api = instance("i-1", "booting", &[("tgp.io/cluster", "c1"), ("a", "b")]);
         api.public_ip = Some("203.0.113.7".into());
-        let i = to_instance(api).unwrap();
+        let i = to_instance(api);
         assert_eq!(i.instance_id, "i-1");
         assert_eq!(i.state, InstanceState::Booting);
         assert_eq!(i.public_ip.as_deref(), Some("203.0.113.7"));
@@ -297,7 +316,7 @@ mod tests {
         );
         let mut bad_price = instance("i-2", "running", &[]);
         bad_price.hourly_price_usd = Some("n/a".into());
-        assert_eq!(to_instance(bad_price).unwrap().price_per_hour, None);
+        assert_eq!(to_instance(bad_price).price_per_hour, None);
     }
 
     #[test]
@@ -309,10 +328,11 @@ mod tests {
                 instance("i-2", "terminated", &[("tgp.io/cluster", "c1")]),
                 instance("i-3", "running", &[("tgp.io/cluster", "c2")]),
                 instance("i-4", "running", &[("other", "c1")]),
+                instance("i-5", "melting", &[("tgp.io/cluster", "c1")]),
+                instance("i-6", "melting", &[("tgp.io/cluster", "c2")]),
             ],
             &owner,
-        )
-        .unwrap();
+        );
         let ids: Vec<_> = owned
             .iter()
             .map(|i| (i.instance_id.as_str(), i.state))
@@ -321,8 +341,10 @@ mod tests {
             ids,
             [
                 ("i-1", InstanceState::Running),
-                ("i-2", InstanceState::Terminated)
-            ]
+                ("i-2", InstanceState::Terminated),
+                ("i-5", InstanceState::Unknown),
+            ],
+            "one odd instance is reported as unknown, never fails the listing"
         );
     }
 

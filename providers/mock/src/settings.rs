@@ -14,7 +14,7 @@ pub const DEFAULT_NAME: &str = "mock";
 pub struct Settings {
     /// Base URL of the mock cloud, without a trailing slash.
     pub base_url: String,
-    /// Name of the secret the host substitutes for the API key.
+    /// Name of the secret holding the API key (the host applies it as a bearer token).
     #[serde(default = "default_secret")]
     pub api_key_secret: String,
 }

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tgp_provider_sdk::http::{self, GraphqlError};
-use tgp_provider_sdk::{GpuSpec, LaunchRequest, ProviderError};
+use tgp_provider_sdk::{GpuSpec, LaunchRequest, ProviderError, user_data};
 
 use crate::api::{
     self, DeployData, DeployInput, EnvVar, GpuType, GpuTypesData, Myself, MyselfData, Pod, PodData,
@@ -18,7 +18,7 @@ use crate::tags;
 /// Per-request timeout: RunPod's deploy mutations can take several seconds.
 const TIMEOUT_MS: u32 = 30_000;
 
-/// An authenticated client for one configured RunPod account.
+/// A client for one configured RunPod account (the host authenticates its requests).
 pub struct Client {
     settings: Settings,
 }
@@ -40,8 +40,8 @@ impl Client {
 
     /// Sends one GraphQL document; RunPod errors stay a [`GraphqlError`] for the caller to read.
     fn raw(&self, query: &str, variables: Value) -> Result<Value, GraphqlError> {
+        // The host adds the credentials (`info` declares bearer with the configured secret).
         http::post(self.settings.graphql_url())
-            .bearer_secret(&self.settings.api_key_secret)
             .timeout(TIMEOUT_MS)
             .graphql(query, variables)
     }
@@ -163,10 +163,11 @@ pub fn deploy_input(
             value: req.offer.region.clone(),
         },
     ];
-    if let Some(user_data) = &req.user_data {
+    if req.user_data.is_some() {
+        // Sealed: the host fills the document into this JSON string of the request body.
         env.push(EnvVar {
             key: tags::USER_DATA_VAR.into(),
-            value: user_data.clone(),
+            value: user_data::JSON.into(),
         });
     }
     let (deploy_cost, bid_per_gpu) = if req.offer.spot {
@@ -202,7 +203,7 @@ pub fn deploy_input(
 
 #[cfg(test)]
 mod tests {
-    use tgp_provider_sdk::{Availability, Offer, Tag, config};
+    use tgp_provider_sdk::{Availability, BootstrapDelivery, Offer, SealedDocument, Tag, config};
 
     use super::*;
 
@@ -226,8 +227,12 @@ mod tests {
             },
             instance_name: "tgp-abc-1".into(),
             tags: vec![Tag::new("tgp.io/cluster", "c1")],
-            user_data: Some("#!/bin/sh\necho hi".into()),
+            user_data: Some(SealedDocument {
+                size: 17,
+                delivery: BootstrapDelivery::CloudInit,
+            }),
             image: None,
+            terminate_after_seconds: None,
         }
     }
 
@@ -258,7 +263,8 @@ mod tests {
         );
         assert_eq!(
             tags::env_value(&env, tags::USER_DATA_VAR),
-            Some("#!/bin/sh\necho hi")
+            Some("{{user-data:json}}"),
+            "the sealed document is placed by reference; the host fills it in"
         );
     }
 

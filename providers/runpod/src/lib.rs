@@ -14,9 +14,9 @@ mod settings;
 mod tags;
 
 use tgp_provider_sdk::{
-    Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState, LaunchRequest,
-    Offer, Operation, Provider, ProviderError, ProviderInfo, Tag, TerminateOutcome, catalog,
-    config, info, money, warn,
+    AuthScheme, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState,
+    LaunchRequest, Operation, Provider, ProviderError, ProviderInfo, QuoteResult, Tag,
+    TerminateOutcome, catalog, config, info, money, warn,
 };
 
 use client::{Client, Terminated};
@@ -41,10 +41,16 @@ impl Provider for RunpodProvider {
             balance: true,
             bootstrap: vec![BootstrapDelivery::ContainerOnly],
             hosts: settings::hosts(config::get("base_url")),
+            // RunPod's GraphQL API takes `Authorization: Bearer <key>`; the host adds it.
+            auth: Some(AuthScheme::bearer(config::value_or(
+                config::get("api_key_secret"),
+                "api_key",
+            ))),
+            self_terminate: false,
         })
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
         let canonical = catalog::require(&spec.gpu_type)?;
         if spec.count == 0 {
             return Err(ProviderError::invalid("count", "must be at least 1"));
@@ -52,7 +58,7 @@ impl Provider for RunpodProvider {
         let client = client()?;
         let Some(gpu_id) = catalog::runpod_id(canonical) else {
             info!("RunPod does not offer {canonical}");
-            return Ok(Vec::new());
+            return Ok(QuoteResult::new(Vec::new()));
         };
         let answers = client.gpu_types(&spec, gpu_id)?;
         let (offers, skipped) = mapping::select_offers(
@@ -65,7 +71,7 @@ impl Provider for RunpodProvider {
         for note in skipped {
             warn!("skipping a RunPod price that could not be read: {note}");
         }
-        Ok(offers)
+        Ok(offers.into())
     }
 
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
@@ -78,7 +84,7 @@ impl Provider for RunpodProvider {
         })?;
         let client = client()?;
         let pod = client.deploy(&req, canonical, gpu_id)?;
-        let mut created = mapping::to_instance(pod)?;
+        let mut created = mapping::to_instance(pod);
         if created.name.is_empty() {
             created.name = req.instance_name.clone();
         }
@@ -99,7 +105,7 @@ impl Provider for RunpodProvider {
 
     fn verify(instance_id: String) -> Result<Instance, ProviderError> {
         match client()?.pod(&instance_id)? {
-            Some(pod) => mapping::to_instance(pod),
+            Some(pod) => Ok(mapping::to_instance(pod)),
             None => Err(ProviderError::not_found(instance_id)),
         }
     }
@@ -116,7 +122,7 @@ impl Provider for RunpodProvider {
     }
 
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
-        let owned = mapping::owned_instances(client()?.pods()?, &owner)?;
+        let owned = mapping::owned_instances(client()?.pods()?, &owner);
         let live = owned
             .iter()
             .filter(|i| i.state != InstanceState::Terminated)
@@ -149,6 +155,7 @@ mod tests {
         );
         // Natively the configuration is empty: the default API is the one host.
         assert_eq!(info.capabilities.hosts, ["https://api.runpod.io"]);
+        assert_eq!(info.capabilities.auth, Some(AuthScheme::bearer("api_key")));
     }
 
     #[test]
@@ -167,7 +174,7 @@ mod tests {
     fn gpus_runpod_lacks_have_no_offers() {
         assert_eq!(
             RunpodProvider::quote(GpuSpec::new("A100-40GB", 1)),
-            Ok(Vec::new())
+            Ok(QuoteResult::new(Vec::new()))
         );
     }
 

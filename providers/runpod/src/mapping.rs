@@ -165,31 +165,29 @@ pub fn bid_per_gpu(offer: &Offer) -> Result<MicroUsd, ProviderError> {
 
 /// The contract state of a pod. `desiredStatus` is what RunPod aims for; the container is only up
 /// once `runtime` is non-null. A RUNNING pod without a runtime stays `booting` however long it
-/// takes (RunPod bills it, but it may never start): the engine's boot timeout decides.
-pub fn instance_state(
-    desired_status: Option<&str>,
-    has_runtime: bool,
-) -> Result<InstanceState, ProviderError> {
+/// takes (RunPod bills it, but it may never start): the engine's boot timeout decides. A status
+/// this plugin does not know is `unknown` (with the vendor's word kept), never an error.
+pub fn instance_state(desired_status: Option<&str>, has_runtime: bool) -> InstanceState {
     let status = desired_status.unwrap_or("").trim().to_ascii_uppercase();
-    Ok(match status.as_str() {
+    match status.as_str() {
         "RUNNING" if has_runtime => InstanceState::Running,
-        "RUNNING" | "RESTARTING" => InstanceState::Booting,
+        "RUNNING" => InstanceState::Booting,
+        // A restart of a pod that ran: it is expected back.
+        "RESTARTING" => InstanceState::Rebooting,
         "CREATED" | "" => InstanceState::Pending,
-        // A stopped pod (podStop, or a spot pod outbid) is not coming back by itself.
-        "EXITED" | "DEAD" => InstanceState::Failed,
+        // A stopped pod (podStop, or a spot pod outbid) is not coming back by itself, and its
+        // volume still bills until the pod is terminated.
+        "EXITED" => InstanceState::Stopped,
+        "DEAD" => InstanceState::Failed,
         "TERMINATED" => InstanceState::Terminated,
-        other => {
-            return Err(ProviderError::internal(format!(
-                "RunPod reported an unknown desiredStatus `{other}`"
-            )));
-        }
-    })
+        _ => InstanceState::Unknown,
+    }
 }
 
 /// A pod as a contract instance, with its tags and launch metadata decoded from its environment.
 /// The price is optional in the contract: an unreadable one is left out.
-pub fn to_instance(pod: Pod) -> Result<Instance, ProviderError> {
-    let state = instance_state(pod.desired_status.as_deref(), pod.runtime.is_some())?;
+pub fn to_instance(pod: Pod) -> Instance {
+    let state = instance_state(pod.desired_status.as_deref(), pod.runtime.is_some());
     let env = pod.env.unwrap_or_default();
     let public_ip = pod
         .runtime
@@ -202,7 +200,7 @@ pub fn to_instance(pod: Pod) -> Result<Instance, ProviderError> {
                 .and_then(|p| p.ip.clone())
         })
         .filter(|ip| !ip.is_empty());
-    Ok(Instance {
+    Instance {
         instance_id: pod.id,
         name: pod.name.unwrap_or_default(),
         state,
@@ -216,19 +214,22 @@ pub fn to_instance(pod: Pod) -> Result<Instance, ProviderError> {
         tags: tags::env_value(&env, tags::TAGS_VAR)
             .map(tags::decode)
             .unwrap_or_default(),
-    })
+        vendor_state: pod.desired_status,
+    }
 }
 
 /// The pods carrying `owner` (decoded from their environment, never trusting a server filter).
-pub fn owned_instances(pods: Vec<Pod>, owner: &Tag) -> Result<Vec<Instance>, ProviderError> {
-    let mut owned = Vec::new();
-    for pod in pods {
-        let instance = to_instance(pod)?;
-        if instance.has_tag(owner) {
-            owned.push(instance);
-        }
-    }
-    Ok(owned)
+/// The tag is read first; a pod that carries it is reported whatever else it holds.
+pub fn owned_instances(pods: Vec<Pod>, owner: &Tag) -> Vec<Instance> {
+    pods.into_iter()
+        .filter(|pod| {
+            let env = pod.env.as_deref().unwrap_or_default();
+            tags::env_value(env, tags::TAGS_VAR)
+                .map(tags::decode)
+                .is_some_and(|tags| tags.contains(owner))
+        })
+        .map(to_instance)
+        .collect()
 }
 
 /// The account balance (`clientBalance`, USD); an overdrawn account has nothing to spend.
@@ -468,30 +469,21 @@ mod tests {
 
     #[test]
     fn pod_states() {
-        assert_eq!(
-            instance_state(Some("RUNNING"), true),
-            Ok(InstanceState::Running)
-        );
-        // Billed but never started: still booting, the engine's timeout decides.
-        assert_eq!(
-            instance_state(Some("RUNNING"), false),
-            Ok(InstanceState::Booting)
-        );
-        assert_eq!(
-            instance_state(Some("CREATED"), false),
-            Ok(InstanceState::Pending)
-        );
-        assert_eq!(
-            instance_state(Some("EXITED"), false),
-            Ok(InstanceState::Failed)
-        );
-        assert_eq!(
-            instance_state(Some("TERMINATED"), true),
-            Ok(InstanceState::Terminated)
-        );
-        assert!(
-            matches!(instance_state(Some("EXPLODED"), true), Err(ProviderError::Internal(m)) if m.contains("EXPLODED"))
-        );
+        for (status, runtime, state) in [
+            ("RUNNING", true, InstanceState::Running),
+            // Billed but never started: still booting, the engine's timeout decides.
+            ("RUNNING", false, InstanceState::Booting),
+            ("RESTARTING", true, InstanceState::Rebooting),
+            ("CREATED", false, InstanceState::Pending),
+            ("EXITED", false, InstanceState::Stopped),
+            ("DEAD", false, InstanceState::Failed),
+            ("TERMINATED", true, InstanceState::Terminated),
+            ("EXPLODED", true, InstanceState::Unknown),
+        ] {
+            assert_eq!(instance_state(Some(status), runtime), state, "{status}");
+        }
+        let odd = to_instance(pod("EXPLODED", true, vec![]));
+        assert_eq!(odd.vendor_state.as_deref(), Some("EXPLODED"));
     }
 
     #[test]
@@ -505,14 +497,14 @@ mod tests {
             format!("{}=H100-SXM", tags::GPU_VAR),
             format!("{}=US-KS-2", tags::REGION_VAR),
         ];
-        let i = to_instance(pod("RUNNING", true, env)).unwrap();
+        let i = to_instance(pod("RUNNING", true, env));
         assert_eq!(i.state, InstanceState::Running);
         assert_eq!(i.public_ip.as_deref(), Some("203.0.113.9"));
         assert_eq!(i.price_per_hour, Some(5_980_000));
         assert_eq!(i.gpu_type.as_deref(), Some("H100-SXM"));
         assert_eq!(i.region.as_deref(), Some("US-KS-2"));
         assert_eq!(i.tags, [Tag::new("tgp.io/cluster", "c1")]);
-        let booting = to_instance(pod("RUNNING", false, vec![])).unwrap();
+        let booting = to_instance(pod("RUNNING", false, vec![]));
         assert_eq!(
             (booting.state, booting.public_ip),
             (InstanceState::Booting, None)
@@ -541,11 +533,12 @@ mod tests {
                 mine("a", "c1", "RUNNING"),
                 mine("b", "c2", "RUNNING"),
                 mine("c", "c1", "TERMINATED"),
+                mine("d", "c1", "MELTING"),
+                mine("e", "c2", "MELTING"),
                 untagged,
             ],
             &Tag::new("tgp.io/cluster", "c1"),
-        )
-        .unwrap();
+        );
         let ids: Vec<_> = owned
             .iter()
             .map(|i| (i.instance_id.as_str(), i.state))
@@ -554,8 +547,10 @@ mod tests {
             ids,
             [
                 ("a", InstanceState::Booting),
-                ("c", InstanceState::Terminated)
-            ]
+                ("c", InstanceState::Terminated),
+                ("d", InstanceState::Unknown),
+            ],
+            "an odd pod is reported as unknown, never fails the listing"
         );
     }
 

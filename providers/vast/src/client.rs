@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 use tgp_provider_sdk::http::{self, RequestBuilder, Response};
-use tgp_provider_sdk::{LaunchRequest, ProviderError, error, warn};
+use tgp_provider_sdk::{LaunchRequest, ProviderError, error, user_data, warn};
 
 use crate::api::{
     CreateAnswer, CreateBody, Instances, Offers, OneInstance, User, VastInstance, VastOffer,
@@ -20,7 +20,12 @@ const TIMEOUT_MS: u32 = 30_000;
 /// Vast limits `onstart`, `args` and `args_str` together to this many characters.
 const MAX_ONSTART: usize = 4096;
 
-/// An authenticated client for one configured Vast account.
+/// Attempts to destroy a leftover of a failed create (see `Client::destroy_leftover`).
+const LEFTOVER_DESTROY_ATTEMPTS: u32 = 3;
+/// Wait between those attempts: a little over Vast's 3 s destroy interval.
+const LEFTOVER_DESTROY_WAIT: std::time::Duration = std::time::Duration::from_millis(3_200);
+
+/// A client for one configured Vast account.
 pub struct Client {
     settings: Settings,
 }
@@ -53,9 +58,8 @@ impl Client {
     }
 
     fn request(&self, builder: fn(String) -> RequestBuilder, path: &str) -> RequestBuilder {
-        builder(self.settings.url(path))
-            .bearer_secret(&self.settings.api_key_secret)
-            .timeout(TIMEOUT_MS)
+        // The host adds the credentials (`info` declares bearer with the configured secret).
+        builder(self.settings.url(path)).timeout(TIMEOUT_MS)
     }
 
     /// `POST /bundles/` with a search body.
@@ -83,12 +87,11 @@ impl Client {
                 leftover: Some(id),
             } => {
                 warn!("Vast refused ask {ask} but created instance {id}: destroying it now");
-                match self.destroy(id) {
-                    Ok(_) => {}
-                    Err(e) => error!(
-                        "could not destroy instance {id} left by a failed create ({}); garbage collection will find it by its label",
+                if let Err(e) = self.destroy_leftover(id) {
+                    error!(
+                        "could not destroy instance {id} left by a failed create ({}); it is labelled as ours and reported as stopped, so garbage collection terminates it",
                         e.kind()
-                    ),
+                    );
                 }
                 Err(failure)
             }
@@ -106,6 +109,27 @@ impl Client {
                 None => Lookup::Missing,
             }),
             Lookup::Missing => Ok(Lookup::Missing),
+        }
+    }
+
+    /// Destroys an instance a failed create left behind, retrying while Vast's destroy endpoint
+    /// answers 429 (its minimum interval between destroys is 3 s and it sends no Retry-After):
+    /// up to [`LEFTOVER_DESTROY_ATTEMPTS`] attempts, [`LEFTOVER_DESTROY_WAIT`] apart, well
+    /// within a call's budget. Any other error ends the attempts at once.
+    fn destroy_leftover(&self, id: u64) -> Result<(), ProviderError> {
+        let mut attempt = 1;
+        loop {
+            match self.destroy(id) {
+                Ok(_) => return Ok(()),
+                Err(ProviderError::RateLimited(after)) if attempt < LEFTOVER_DESTROY_ATTEMPTS => {
+                    let wait =
+                        after.map_or(LEFTOVER_DESTROY_WAIT, std::time::Duration::from_millis);
+                    warn!("destroying leftover {id}: rate limited; retrying in {wait:?}");
+                    std::thread::sleep(wait.min(LEFTOVER_DESTROY_WAIT * 2));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -194,15 +218,10 @@ pub fn create_body(
     if req.instance_name.trim().is_empty() {
         return Err(ProviderError::invalid("instance-name", "must not be empty"));
     }
-    if req
-        .user_data
-        .as_ref()
-        .is_some_and(|u| u.chars().count() > MAX_ONSTART)
-    {
-        return Err(ProviderError::invalid(
-            "user-data",
-            format!("Vast runs at most {MAX_ONSTART} characters of onstart script"),
-        ));
+    if let Some(doc) = &req.user_data {
+        // Bytes bound characters from above: a document within the limit in bytes is within
+        // it in characters.
+        user_data::check_size(doc, MAX_ONSTART as u64, "Vast's onstart script")?;
     }
     let price = match (req.offer.spot, bid) {
         (false, _) => None,
@@ -223,7 +242,8 @@ pub fn create_body(
         label: tags::encode_label(req.instance_name.trim(), &req.tags)?,
         disk: settings.disk_gb,
         runtype: "ssh",
-        onstart: req.user_data.clone(),
+        // Sealed: the host fills the document into this JSON string of the request body.
+        onstart: req.user_data.as_ref().map(|_| user_data::JSON.to_string()),
         env: Map::new(),
         price,
     })
@@ -231,7 +251,7 @@ pub fn create_body(
 
 #[cfg(test)]
 mod tests {
-    use tgp_provider_sdk::{Availability, Offer, Tag, config};
+    use tgp_provider_sdk::{Availability, BootstrapDelivery, Offer, SealedDocument, Tag, config};
 
     use super::*;
 
@@ -255,8 +275,12 @@ mod tests {
             },
             instance_name: "tgp-a-1".into(),
             tags: vec![Tag::new("tgp.io/cluster", "c1")],
-            user_data: Some("echo hi".into()),
+            user_data: Some(SealedDocument {
+                size: 7,
+                delivery: BootstrapDelivery::CloudInit,
+            }),
             image: None,
+            terminate_after_seconds: None,
         }
     }
 
@@ -330,7 +354,7 @@ mod tests {
         let od = create_body(&settings(), &request(false), None).unwrap();
         assert_eq!(od.price, None);
         assert_eq!(od.image, crate::settings::DEFAULT_IMAGE);
-        assert_eq!(od.onstart.as_deref(), Some("echo hi"));
+        assert_eq!(od.onstart.as_deref(), Some("{{user-data:json}}"));
         assert_eq!(
             tags::decode_label(&od.label),
             Some(("tgp-a-1".into(), vec![Tag::new("tgp.io/cluster", "c1")]))
@@ -341,7 +365,10 @@ mod tests {
         assert_eq!(spot.price, Some(0.22));
         assert!(create_body(&settings(), &request(true), None).is_err());
         let mut long = request(false);
-        long.user_data = Some("x".repeat(4097));
+        long.user_data = Some(SealedDocument {
+            size: 4097,
+            delivery: BootstrapDelivery::CloudInit,
+        });
         assert!(
             matches!(create_body(&settings(), &long, None), Err(ProviderError::InvalidRequest(f)) if f.field == "user-data")
         );

@@ -13,9 +13,9 @@ mod settings;
 mod tags;
 
 use tgp_provider_sdk::{
-    Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState, LaunchRequest,
-    Offer, Operation, Provider, ProviderError, ProviderInfo, Tag, TerminateOutcome, catalog,
-    config, info, money, warn,
+    AuthScheme, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, InstanceState,
+    LaunchRequest, Operation, Provider, ProviderError, ProviderInfo, QuoteResult, RateLimit, Tag,
+    TerminateOutcome, catalog, config, info, money, warn,
 };
 
 use client::{Client, Lookup};
@@ -45,10 +45,23 @@ impl Provider for VastProvider {
             balance: true,
             bootstrap: vec![BootstrapDelivery::ContainerOnly],
             hosts: settings::hosts(config::get("base_url")),
+            // Vast takes `Authorization: Bearer <key>` (or `?api_key=`); the host adds it.
+            auth: Some(AuthScheme::bearer(config::value_or(
+                config::get("api_key_secret"),
+                "api_key",
+            ))),
+            self_terminate: false,
         })
+        // Vast enforces a minimum interval per endpoint and identity (its OpenAPI
+        // `x-rate-limit` thresholds, read as seconds: create 4.5, show 2.0, destroy 3.0). One
+        // call of each operation makes one request to its endpoint, except `launch`, which may
+        // also destroy a low-bid leftover (see `client::Client::create`).
+        .rate_limit(RateLimit::new(1, 5).for_operation(Operation::Launch))
+        .rate_limit(RateLimit::new(1, 2).for_operation(Operation::Verify))
+        .rate_limit(RateLimit::new(1, 3).for_operation(Operation::Terminate))
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
         let canonical = catalog::require(&spec.gpu_type)?;
         if spec.count == 0 {
             return Err(ProviderError::invalid("count", "must be at least 1"));
@@ -56,7 +69,7 @@ impl Provider for VastProvider {
         let client = client()?;
         if catalog::vast_names(canonical).is_empty() {
             info!("Vast does not list {canonical}");
-            return Ok(Vec::new());
+            return Ok(QuoteResult::new(Vec::new()));
         }
         let body = mapping::search_body(&spec, canonical, client.settings());
         let found = client.search(&body)?;
@@ -64,7 +77,7 @@ impl Provider for VastProvider {
         for note in skipped {
             warn!("skipping a Vast offer: {note}");
         }
-        Ok(offers)
+        Ok(offers.into())
     }
 
     fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
@@ -87,6 +100,7 @@ impl Provider for VastProvider {
             gpu_type: catalog::canonical(&req.offer.gpu_type).map(str::to_string),
             price_per_hour: Some(req.offer.price_per_hour),
             tags: req.tags,
+            vendor_state: None,
         })
     }
 
@@ -96,7 +110,7 @@ impl Provider for VastProvider {
             return Err(ProviderError::not_found(instance_id));
         };
         match client.instance(id)? {
-            Lookup::Found(instance) => mapping::to_instance(instance),
+            Lookup::Found(instance) => Ok(mapping::to_instance(instance)),
             Lookup::Missing => Err(ProviderError::not_found(instance_id)),
         }
     }
@@ -118,7 +132,7 @@ impl Provider for VastProvider {
     }
 
     fn list_owned(owner: Tag) -> Result<Vec<Instance>, ProviderError> {
-        mapping::owned_instances(client()?.instances()?, &owner)
+        Ok(mapping::owned_instances(client()?.instances()?, &owner))
     }
 }
 
@@ -127,6 +141,7 @@ tgp_provider_sdk::export_provider!(VastProvider);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tgp_provider_sdk::Offer;
 
     #[test]
     fn info_declares_vast_capabilities() {
@@ -140,6 +155,16 @@ mod tests {
         );
         // Natively the configuration is empty: the default API is the one host.
         assert_eq!(info.capabilities.hosts, ["https://console.vast.ai"]);
+        assert_eq!(info.capabilities.auth, Some(AuthScheme::bearer("api_key")));
+        assert_eq!(
+            info.rate_limits,
+            [
+                RateLimit::new(1, 5).for_operation(Operation::Launch),
+                RateLimit::new(1, 2).for_operation(Operation::Verify),
+                RateLimit::new(1, 3).for_operation(Operation::Terminate),
+            ],
+            "Vast's per-endpoint intervals are declared so the host paces calls"
+        );
     }
 
     #[test]
@@ -169,6 +194,7 @@ mod tests {
             tags: vec![],
             user_data: None,
             image: None,
+            terminate_after_seconds: None,
         }), Err(ProviderError::InvalidRequest(f)) if f.field == "offer.offer-id"));
     }
 }

@@ -166,42 +166,49 @@ pub fn select_offers(
     (selected, skipped)
 }
 
-/// The contract state of a Vast instance.
-///
-/// `intended_status` and `cur_state` both `stopped` mean the instance was stopped under us (a spot
-/// instance outbid; the plugin never stops instances): failed. Otherwise `actual_status`: null
-/// (provisioning) -> pending; created/loading/rebooting -> booting (created with an "OCI runtime
-/// create failed" message -> failed); running -> running; stopped/exited/frozen/offline -> failed;
-/// unknown (no heartbeat yet) -> booting, the engine's timeout decides.
-pub fn instance_state(i: &VastInstance) -> Result<InstanceState, ProviderError> {
+/// The contract state of a Vast instance. `actual_status` is the container's state;
+/// `intended_status`/`cur_state` say whether Vast means to keep it running. A stopped instance
+/// still bills its disk until it is destroyed, so it is `stopped`, never gone; Vast's own
+/// `unknown` and `offline` (the host is unreachable for now) and any status this plugin does not
+/// know are `unknown` with the vendor's word kept, never an error.
+pub fn instance_state(i: &VastInstance) -> InstanceState {
     let intended = i.intended_status.as_deref().unwrap_or("");
     let cur = i.cur_state.as_deref().unwrap_or("");
     if intended == "stopped" && cur == "stopped" {
-        return Ok(InstanceState::Failed);
+        // Stopped by Vast (an outbid spot instance) or by someone: destroy it to stop the bill.
+        return InstanceState::Stopped;
     }
     let msg = i.status_msg.as_deref().unwrap_or("");
-    Ok(match i.actual_status.as_deref().map(str::trim) {
+    match i.actual_status.as_deref().map(str::trim) {
         None | Some("") => InstanceState::Pending,
         Some("created") if msg.contains("OCI runtime create failed") => InstanceState::Failed,
-        Some("created" | "loading" | "rebooting" | "unknown") => InstanceState::Booting,
+        Some("created" | "loading") => InstanceState::Booting,
+        Some("rebooting") => InstanceState::Rebooting,
         Some("running") => InstanceState::Running,
-        Some("stopped" | "exited" | "frozen" | "offline") => InstanceState::Failed,
-        Some(other) => {
-            return Err(ProviderError::internal(format!(
-                "Vast reported an unknown actual_status `{other}`"
-            )));
-        }
-    })
+        Some("stopped" | "exited" | "frozen") => InstanceState::Stopped,
+        _ => InstanceState::Unknown,
+    }
+}
+
+/// The vendor's word for an instance's state, for `vendor-state`.
+fn vendor_state(i: &VastInstance) -> String {
+    format!(
+        "actual_status={} intended_status={} cur_state={}",
+        i.actual_status.as_deref().unwrap_or("null"),
+        i.intended_status.as_deref().unwrap_or("null"),
+        i.cur_state.as_deref().unwrap_or("null")
+    )
 }
 
 /// A Vast instance as a contract instance; name and tags come from the label.
-pub fn to_instance(i: VastInstance) -> Result<Instance, ProviderError> {
-    let state = instance_state(&i)?;
+pub fn to_instance(i: VastInstance) -> Instance {
+    let state = instance_state(&i);
+    let vendor_state = vendor_state(&i);
     let (name, tags) = match i.label.as_deref().and_then(tags::decode_label) {
         Some(decoded) => decoded,
         None => (i.label.clone().unwrap_or_default(), Vec::new()),
     };
-    Ok(Instance {
+    Instance {
         instance_id: i.id.to_string(),
         name,
         state,
@@ -219,22 +226,23 @@ pub fn to_instance(i: VastInstance) -> Result<Instance, ProviderError> {
             .map(str::to_string),
         price_per_hour: usd(i.dph_total.as_ref()).ok().flatten(),
         tags,
-    })
+        vendor_state: Some(vendor_state),
+    }
 }
 
-/// The instances whose label carries `owner`.
-pub fn owned_instances(
-    instances: Vec<VastInstance>,
-    owner: &Tag,
-) -> Result<Vec<Instance>, ProviderError> {
-    let mut owned = Vec::new();
-    for i in instances {
-        let instance = to_instance(i)?;
-        if instance.has_tag(owner) {
-            owned.push(instance);
-        }
-    }
-    Ok(owned)
+/// The instances whose label carries `owner`; the label is read before anything else, so one
+/// odd instance never fails the listing.
+pub fn owned_instances(instances: Vec<VastInstance>, owner: &Tag) -> Vec<Instance> {
+    instances
+        .into_iter()
+        .filter(|i| {
+            i.label
+                .as_deref()
+                .and_then(tags::decode_label)
+                .is_some_and(|(_, tags)| tags.contains(owner))
+        })
+        .map(to_instance)
+        .collect()
 }
 
 /// The spendable balance: `credit` (the prepaid credit the CLI shows) when present, else
@@ -283,7 +291,8 @@ pub fn api_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Provi
         "no_such_ask" => ProviderError::capacity(message),
         // The bid is under the current minimum: re-quote.
         "insufficient_bid" => ProviderError::capacity(message),
-        "invalid_price" => ProviderError::invalid("price", message),
+        // A bid below the market's minimum: no capacity at that price, not a malformed request.
+        "invalid_price" => ProviderError::capacity(message),
         "invalid_args" | "no_ssh_key_for_vm" => ProviderError::invalid("request", message),
         "not_found" | "no_such_instance" => ProviderError::not_found(message),
         _ if lower.contains("insufficient credit") => ProviderError::billing(message),
@@ -425,47 +434,79 @@ mod tests {
     #[test]
     fn maps_statuses() {
         let state = |a: Option<&str>, i: &str, c: &str| instance_state(&instance(a, i, c));
-        assert_eq!(
-            state(None, "running", "running"),
-            Ok(InstanceState::Pending)
-        );
-        assert_eq!(
-            state(Some("loading"), "running", "running"),
-            Ok(InstanceState::Booting)
-        );
-        assert_eq!(
-            state(Some("created"), "running", "running"),
-            Ok(InstanceState::Booting)
-        );
-        assert_eq!(
-            state(Some("running"), "running", "running"),
-            Ok(InstanceState::Running)
-        );
-        assert_eq!(
-            state(Some("exited"), "running", "running"),
-            Ok(InstanceState::Failed)
-        );
-        // Outbid spot instance.
-        assert_eq!(
-            state(Some("stopped"), "stopped", "stopped"),
-            Ok(InstanceState::Failed)
-        );
-        assert_eq!(
-            state(Some("loading"), "stopped", "stopped"),
-            Ok(InstanceState::Failed)
-        );
+        for (actual, intended, cur, expected) in [
+            (None, "running", "running", InstanceState::Pending),
+            (
+                Some("loading"),
+                "running",
+                "running",
+                InstanceState::Booting,
+            ),
+            (
+                Some("created"),
+                "running",
+                "running",
+                InstanceState::Booting,
+            ),
+            (
+                Some("running"),
+                "running",
+                "running",
+                InstanceState::Running,
+            ),
+            (
+                Some("rebooting"),
+                "running",
+                "running",
+                InstanceState::Rebooting,
+            ),
+            (
+                Some("unknown"),
+                "running",
+                "running",
+                InstanceState::Unknown,
+            ),
+            (
+                Some("offline"),
+                "running",
+                "running",
+                InstanceState::Unknown,
+            ),
+            (Some("exited"), "running", "running", InstanceState::Stopped),
+            // Outbid spot instance, or stopped by someone: still billed until destroyed.
+            (
+                Some("stopped"),
+                "stopped",
+                "stopped",
+                InstanceState::Stopped,
+            ),
+            (
+                Some("loading"),
+                "stopped",
+                "stopped",
+                InstanceState::Stopped,
+            ),
+            (Some("melted"), "running", "running", InstanceState::Unknown),
+        ] {
+            assert_eq!(
+                state(actual, intended, cur),
+                expected,
+                "{actual:?}/{intended}/{cur}"
+            );
+        }
         let mut oci = instance(Some("created"), "running", "running");
         oci.status_msg = Some("Error: OCI runtime create failed: x".into());
-        assert_eq!(instance_state(&oci), Ok(InstanceState::Failed));
-        assert!(matches!(
-            state(Some("melted"), "running", "running"),
-            Err(ProviderError::Internal(_))
-        ));
+        assert_eq!(instance_state(&oci), InstanceState::Failed);
+        let odd = to_instance(instance(Some("melted"), "running", "running"));
+        assert_eq!(
+            odd.vendor_state.as_deref(),
+            Some("actual_status=melted intended_status=running cur_state=running")
+        );
     }
 
     #[test]
     fn converts_and_filters_by_label() {
-        let i = to_instance(instance(Some("running"), "running", "running")).unwrap();
+        let i = to_instance(instance(Some("running"), "running", "running"));
         assert_eq!(i.instance_id, "77");
         assert_eq!(i.name, "tgp-a-1");
         assert_eq!(i.public_ip.as_deref(), Some("192.0.2.4"));
@@ -478,13 +519,34 @@ mod tests {
         let mut other = instance(Some("running"), "running", "running");
         other.label = Some(tags::encode_label("x", &[Tag::new("tgp.io/cluster", "c2")]).unwrap());
         other.id = 79;
+        let mut odd = instance(Some("melted"), "running", "running");
+        odd.id = 80;
+        odd.dph_total = Some(json!("not a price"));
+        let mut odd_foreign = instance(Some("melted"), "???", "");
+        odd_foreign.label = None;
+        odd_foreign.id = 81;
         let owned = owned_instances(
-            vec![instance(None, "running", "running"), foreign, other],
+            vec![
+                instance(None, "running", "running"),
+                foreign,
+                other,
+                odd,
+                odd_foreign,
+            ],
             &Tag::new("tgp.io/cluster", "c1"),
-        )
-        .unwrap();
-        assert_eq!(owned.len(), 1);
-        assert_eq!(owned[0].instance_id, "77");
+        );
+        let got: Vec<_> = owned
+            .iter()
+            .map(|i| (i.instance_id.as_str(), i.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("77", InstanceState::Pending),
+                ("80", InstanceState::Unknown)
+            ],
+            "odd instances are reported (ours) or skipped (foreign), never fail the listing"
+        );
     }
 
     #[test]
@@ -554,7 +616,11 @@ mod tests {
             ProviderError::Billing(_)
         ));
         assert!(
-            matches!(api_error(400, None, &body("invalid_price", "p")), ProviderError::InvalidRequest(f) if f.field == "price")
+            matches!(
+                api_error(400, None, &body("invalid_price", "p")),
+                ProviderError::Capacity(_)
+            ),
+            "a low bid is capacity"
         );
         assert!(
             matches!(api_error(400, None, &body("invalid_args", "a")), ProviderError::InvalidRequest(f) if f.field == "request")

@@ -95,8 +95,9 @@ struct Envelope {
     errors: Option<Vec<GraphqlErrorEntry>>,
 }
 
-/// POSTs `query` with `variables` to `url` and returns `data`. For authentication or extra
-/// headers use [`RequestBuilder::graphql`]: `http::post(url).bearer_secret("api_key").graphql(..)`.
+/// POSTs `query` with `variables` to `url` and returns `data` (the host adds the provider's
+/// credentials). For extra headers or a timeout use [`RequestBuilder::graphql`]:
+/// `http::post(url).timeout(10_000).graphql(..)`.
 pub fn graphql(url: &str, query: &str, variables: Value) -> Result<Value, GraphqlError> {
     post(url).graphql(query, variables)
 }

@@ -1,15 +1,14 @@
 //! HTTP through the host, with a small request builder.
 //!
 //! A plugin has no sockets: the host performs each request (only to hosts on the provider's
-//! allow-list) and substitutes secret placeholders. This module makes that read like an HTTP
-//! client:
+//! allow-list), applies the provider's credentials itself and owns the request's framing. This
+//! module makes that read like an HTTP client:
 //!
 //! ```no_run
 //! # use tgp_provider_sdk::{http, ProviderError};
 //! # #[derive(serde::Deserialize)] struct Offers {}
 //! # fn f() -> Result<(), ProviderError> {
 //! let offers: Offers = http::get("https://api.example.com/v1/offers")
-//!     .bearer_secret("api_key")
 //!     .query("gpu_type", "H100-SXM")
 //!     .send()?
 //!     .error_for_status()?
@@ -17,16 +16,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Secrets
-//! A plugin never holds a credential. It writes the placeholder `{{secret:NAME}}` (see
-//! [`secret`]) where the credential goes, in a header value or in the URL, and the host replaces
-//! it with the secret's value, only for requests to the provider's allowed hosts. Helpers:
-//! [`RequestBuilder::bearer_secret`] (`Authorization: Bearer {{secret:NAME}}`),
-//! [`RequestBuilder::header`] with [`secret`] for other header schemes, and
-//! [`RequestBuilder::query_secret`] for APIs that take the key in the query string. Query values
-//! are percent-encoded, which would hide a placeholder from the host, so `query_secret` writes
-//! the placeholder verbatim (braces and all) instead; the host substitutes the value in place.
-//! A placeholder in a body is *not* substituted.
+//! ## Credentials
+//! A plugin never holds or places a credential. It declares how its vendor authenticates
+//! ([`crate::ProviderInfo::auth`] with an [`crate::AuthScheme`]: bearer, HTTP Basic, a key in a
+//! header or query parameter, OAuth2 client credentials) and the host adds the credentials to
+//! every request bound for the provider's hosts. A request that sets the header the credentials
+//! go in, or a framing header (`host`, `content-length`, `transfer-encoding`, `connection`,
+//! `accept-encoding`, ...), is refused with [`HttpError::Invalid`]. When the host has no usable
+//! credentials it answers [`HttpError::Unauthenticated`], which becomes
+//! [`ProviderError::Auth`].
+//!
+//! ## Bootstrap documents
+//! During `launch`, the placeholders of [`crate::user_data`] in a request body are replaced by
+//! the host with the sealed bootstrap document; the plugin never sees its content.
 
 mod graphql;
 mod status;
@@ -41,27 +43,6 @@ pub use status::{body_snippet, classify_status, error_for_status, parse_retry_af
 pub use url::encode_component;
 
 use crate::types::ProviderError;
-
-/// The placeholder the host replaces with the secret `name`: `{{secret:NAME}}`.
-pub fn secret(name: &str) -> String {
-    let mut placeholder = String::with_capacity(name.len() + 11);
-    push_secret(&mut placeholder, name);
-    placeholder
-}
-
-/// Appends the placeholder of secret `name` to `out`.
-fn push_secret(out: &mut String, name: &str) {
-    out.push_str("{{secret:");
-    out.push_str(name);
-    out.push_str("}}");
-}
-
-fn valid_secret_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
 
 /// A request as handed to the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,24 +112,11 @@ impl RequestBuilder {
         self.error.get_or_insert(error);
     }
 
-    /// Adds a header. The value may contain a [`secret`] placeholder.
+    /// Adds a header. Framing headers and the header the credentials go in are the host's: a
+    /// request setting one is refused with [`HttpError::Invalid`].
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
-    }
-
-    /// Adds `Authorization: Bearer {{secret:NAME}}`.
-    pub fn bearer_secret(mut self, secret_name: &str) -> Self {
-        if !valid_secret_name(secret_name) {
-            self.fail(HttpError::Invalid(format!(
-                "invalid secret name `{secret_name}`"
-            )));
-            return self;
-        }
-        let mut value = String::with_capacity(20 + secret_name.len());
-        value.push_str("Bearer ");
-        push_secret(&mut value, secret_name);
-        self.header("Authorization", value)
     }
 
     /// Starts the next `key=` of the query string.
@@ -164,20 +132,6 @@ impl RequestBuilder {
     pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
         self.query_key(key);
         url::encode_into(&mut self.query, value.as_ref());
-        self
-    }
-
-    /// Adds the query parameter `key={{secret:NAME}}`, placeholder unencoded so that the host
-    /// can substitute it (see the module docs).
-    pub fn query_secret(mut self, key: &str, secret_name: &str) -> Self {
-        if !valid_secret_name(secret_name) {
-            self.fail(HttpError::Invalid(format!(
-                "invalid secret name `{secret_name}`"
-            )));
-            return self;
-        }
-        self.query_key(key);
-        push_secret(&mut self.query, secret_name);
         self
     }
 
@@ -324,7 +278,8 @@ impl Response {
 }
 
 impl From<HttpError> for ProviderError {
-    /// Timeouts and connection failures are worth retrying; the rest is a plugin or setup bug.
+    /// Timeouts and connection failures are worth retrying; missing credentials are `auth`; the
+    /// rest is a plugin or setup bug.
     fn from(error: HttpError) -> Self {
         match error {
             HttpError::Timeout => ProviderError::transient("the request timed out"),
@@ -336,6 +291,9 @@ impl From<HttpError> for ProviderError {
                 "the response body exceeded the host's cap ({n} bytes)"
             )),
             HttpError::Invalid(m) => ProviderError::internal(format!("invalid request: {m}")),
+            HttpError::Unauthenticated(m) => {
+                ProviderError::auth(format!("no usable credentials: {m}"))
+            }
         }
     }
 }
@@ -352,15 +310,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_placeholder_has_the_contract_shape() {
-        assert_eq!(secret("api_key"), "{{secret:api_key}}");
-    }
-
-    #[test]
-    fn builds_get_with_query_auth_and_timeout() {
+    fn builds_get_with_query_and_timeout() {
         let req = get("http://127.0.0.1:1/v1/instances")
             .query("tag", "tgp.io/cluster=c 1")
-            .bearer_secret("api_key")
             .timeout(5000)
             .build()
             .unwrap();
@@ -371,32 +323,10 @@ mod tests {
         );
         assert_eq!(
             req.headers,
-            vec![
-                (
-                    "Authorization".to_string(),
-                    "Bearer {{secret:api_key}}".to_string()
-                ),
-                ("Accept".to_string(), "application/json".to_string()),
-            ]
+            vec![("Accept".to_string(), "application/json".to_string())]
         );
         assert_eq!(req.timeout_ms, Some(5000));
         assert_eq!(req.body, None);
-    }
-
-    #[test]
-    fn query_secret_keeps_the_placeholder_verbatim() {
-        let req = post("https://api.example.com/graphql")
-            .query_secret("api_key", "runpod")
-            .build()
-            .unwrap();
-        assert_eq!(
-            req.url,
-            "https://api.example.com/graphql?api_key={{secret:runpod}}"
-        );
-        let bad = get("https://x").query_secret("k", "a}}b").build();
-        assert!(matches!(bad, Err(HttpError::Invalid(_))));
-        let bad = get("https://x").bearer_secret("").build();
-        assert!(matches!(bad, Err(HttpError::Invalid(_))));
     }
 
     #[test]
@@ -485,6 +415,10 @@ mod tests {
         );
         assert!(
             matches!(ProviderError::from(HttpError::TooLarge(9)), ProviderError::Internal(m) if m.contains('9'))
+        );
+        assert!(
+            matches!(ProviderError::from(HttpError::Unauthenticated("secret api_key is not configured".into())), ProviderError::Auth(m) if m.contains("api_key")),
+            "missing credentials are an auth error, as the contract says"
         );
     }
 }

@@ -1,8 +1,6 @@
-//! Query-string encoding, and the literal form of secret placeholders in URLs.
+//! Query-string encoding.
 //!
-//! Values are percent-encoded (RFC 3986 unreserved characters stay as they are), except secret
-//! placeholders, which must reach the host verbatim (`{{secret:NAME}}`, braces included) so that
-//! the host can find and substitute them.
+//! Keys and values are percent-encoded (RFC 3986 unreserved characters stay as they are).
 
 /// Percent-encodes `input` for a query-string key or value.
 pub fn encode_component(input: &str) -> String {
@@ -77,7 +75,7 @@ mod tests {
             "tgp.io%2Fcluster%3Dc1"
         );
         assert_eq!(encode_component("a b&c?d#e+f"), "a%20b%26c%3Fd%23e%2Bf");
-        assert_eq!(encode_component("{{secret:x}}"), "%7B%7Bsecret%3Ax%7D%7D");
+        assert_eq!(encode_component("{{user-data}}"), "%7B%7Buser-data%7D%7D");
         assert_eq!(encode_component("é"), "%C3%A9");
     }
 

@@ -22,6 +22,7 @@ fn spec(gpu_type: &str, count: u32) -> GpuSpec {
         regions: vec![],
         spot: false,
         max_price_per_hour: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -37,7 +38,7 @@ async fn loads_and_answers_info_and_quote() {
     let host = host();
     let plugin = load(&host, grants("ok")).await;
     assert_eq!(plugin.info().name, "hostile");
-    assert_eq!(plugin.contract_version(), "0.2.0");
+    assert_eq!(plugin.contract_version(), "0.3.0");
     assert_eq!(plugin.contract_version(), tgp::plugins::CONTRACT_VERSION);
     assert!(
         plugin.declared_hosts().is_empty(),
@@ -280,11 +281,13 @@ async fn secrets_reach_the_server_but_never_the_plugin_or_the_logs() {
     let secret = "sk-live-TOPSECRET-8d1f2a";
     let server = echo_server();
     let origin = format!("http://127.0.0.1:{}", server.port);
-    let g = with_secret(
+    // The plugin declares bearer with the secret `api_key`: the host applies it.
+    let mut g = with_secret(
         with_target(grants("secret"), &format!("{origin}/echo"), &[&origin]),
         "api_key",
         secret,
     );
+    g.config.insert("auth".into(), "bearer".into());
     assert!(
         !format!("{g:?}").contains(secret),
         "Grants Debug leaks the secret"
@@ -302,11 +305,11 @@ async fn secrets_reach_the_server_but_never_the_plugin_or_the_logs() {
     );
     let answer = &offers[0].offer_id;
     assert!(
-        answer.contains("Bearer {{secret:api_key}}"),
+        answer.contains("Bearer [redacted]"),
         "plugin answer: {answer}"
     );
     assert!(
-        answer.contains("x-echo-authorization: Bearer {{secret:api_key}}"),
+        answer.contains("x-echo-authorization: Bearer [redacted]"),
         "plugin answer: {answer}"
     );
     assert!(
@@ -331,11 +334,12 @@ async fn framing_and_hop_by_hop_headers_are_not_passed_to_the_plugin() {
     let host = host();
     let server = echo_server();
     let origin = format!("http://127.0.0.1:{}", server.port);
-    let g = with_secret(
+    let mut g = with_secret(
         with_target(grants("secret"), &format!("{origin}/echo"), &[&origin]),
         "api_key",
         "sk-test-headers",
     );
+    g.config.insert("auth".into(), "bearer".into());
     let plugin = load(&host, g).await;
     let offers = plugin
         .quote(&spec("A100", 1))
@@ -363,7 +367,26 @@ async fn future_contract_is_refused_naming_both_versions() {
         matches!(&err, LoadError::Incompatible { plugin, .. } if plugin == "1.0.0"),
         "{err:?}"
     );
-    assert!(text.contains("1.0.0") && text.contains("0.2"), "{text}");
+    assert!(text.contains("1.0.0") && text.contains("0.3"), "{text}");
+}
+
+#[tokio::test]
+async fn previous_contract_is_refused_naming_both_versions() {
+    logs();
+    let host = host();
+    let err = host
+        .load(component("tgp-test-plugin-past-contract"), grants("ok"))
+        .await
+        .expect_err("a plugin built for 0.2 must be refused by a 0.3 engine");
+    assert!(
+        matches!(&err, LoadError::Incompatible { plugin, host } if plugin == "0.2.0" && host == "0.3.x"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("tgp:provider@0.2.0") && text.contains("tgp:provider@0.3.x"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tgp::embedded::{MOCK_PLUGIN, mock_grants};
 use tgp::plugins::{
-    Balance, CallError, GpuSpec, HostConfig, InstanceState, LaunchRequest, Plugin, PluginHost,
-    ProviderError, Tag, TerminateOutcome,
+    Balance, BootstrapDelivery, CallError, GpuSpec, HostConfig, InstanceState, LaunchRequest,
+    Plugin, PluginHost, ProviderError, Tag, TerminateOutcome, UserData,
 };
 use tgp_cloudsim::{MockCloud, MockCloudConfig};
 
@@ -40,6 +40,7 @@ fn h100() -> GpuSpec {
         regions: vec![],
         spot: false,
         max_price_per_hour: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -78,10 +79,16 @@ async fn round_trip_through_the_host() {
                 value: "u1".into(),
             },
         ],
-        user_data: Some("#cloud-config".into()),
+        user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
-    let launched = plugin.launch(&req).await.expect("launch");
+    // The document stays with the host, which fills it into the plugin's request body.
+    let document = UserData::new(
+        "#cloud-config\nruncmd: [\"echo \\\"hi\\\"\"]",
+        BootstrapDelivery::CloudInit,
+    );
+    let launched = plugin.launch(&req, Some(&document)).await.expect("launch");
     assert_eq!(launched.name, "tgp-test-1");
     let sim = cloud.instances();
     assert_eq!(sim.len(), 1);
@@ -90,7 +97,11 @@ async fn round_trip_through_the_host() {
         sim[0].tags.get("tgp.io/cluster").map(String::as_str),
         Some("c1")
     );
-    assert_eq!(sim[0].user_data.as_deref(), Some("#cloud-config"));
+    assert_eq!(
+        sim[0].user_data.as_deref(),
+        Some("#cloud-config\nruncmd: [\"echo \\\"hi\\\"\"]"),
+        "the cloud received the document exactly, through the plugin's JSON body"
+    );
 
     // verify: pending first, running once the simulated clock passes the boot delays.
     let v = plugin.verify(&launched.instance_id).await.expect("verify");
@@ -115,7 +126,7 @@ async fn round_trip_through_the_host() {
         }],
         ..req.clone()
     };
-    plugin.launch(&other).await.expect("second launch");
+    plugin.launch(&other, None).await.expect("second launch");
     let owned = plugin.list_owned(&owner).await.expect("list-owned");
     assert_eq!(owned.len(), 1, "{owned:?}");
     assert_eq!(owned[0].instance_id, launched.instance_id);
@@ -167,10 +178,11 @@ async fn typed_errors_from_the_cloud() {
         tags: vec![],
         user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
 
     cloud.set_balance(0);
-    match plugin.launch(&req).await {
+    match plugin.launch(&req, None).await {
         Err(CallError::Provider(ProviderError::Billing(_))) => {}
         other => panic!("expected billing, got {other:?}"),
     }

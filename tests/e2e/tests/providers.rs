@@ -146,6 +146,7 @@ fn spec(gpu: &str, spot: bool) -> GpuSpec {
         regions: vec![],
         spot,
         max_price_per_hour: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -160,8 +161,9 @@ async fn launch_cheapest(plugin: &Plugin, spot: bool, name: &str) -> String {
         }],
         user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
-    plugin.launch(&req).await.expect("launch").instance_id
+    plugin.launch(&req, None).await.expect("launch").instance_id
 }
 
 async fn state(plugin: &Plugin, id: &str) -> InstanceState {
@@ -242,8 +244,9 @@ async fn lambda_launch_without_ssh_key_is_refused_before_any_call() {
         tags: vec![],
         user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
-    match plugin.launch(&req).await {
+    match plugin.launch(&req, None).await {
         Err(CallError::Provider(ProviderError::InvalidRequest(f))) => {
             assert_eq!(f.field, "ssh_key_name", "{f:?}")
         }
@@ -297,8 +300,9 @@ async fn vast_low_bid_leaves_no_instance_behind() {
         tags: vec![],
         user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
-    let result = plugin.launch(&req).await;
+    let result = plugin.launch(&req, None).await;
     assert!(result.is_err(), "a low bid is a failed launch: {result:?}");
     assert_eq!(
         cloud.instances().len(),

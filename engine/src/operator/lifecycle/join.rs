@@ -27,7 +27,7 @@ use crate::bootstrap::talos_secrets::TalosSecrets;
 use crate::crd::GPUProvider;
 use crate::crd::gpurequest::{BootstrapStatus, GPURequest, OnFailure, PendingLaunch, Phase};
 use crate::operator::duration;
-use crate::plugins::{BootstrapDelivery, Operation};
+use crate::plugins::{BootstrapDelivery, Operation, SecretValue, UserData};
 
 use super::super::ReconcileError;
 use super::super::clock;
@@ -205,13 +205,15 @@ pub fn request_label_value(req: &GPURequest) -> String {
 }
 
 /// Mints the node's Tailscale key and renders the user data for the launch of `pending`.
-/// The key's id is recorded in status before this returns; the key is only in the result.
+/// The key's id is recorded in status before this returns; the key is only in the result,
+/// which is sealed: the plugin host fills it into the launch request and redacts it, and each
+/// join secret in it, from everything the plugin sees.
 pub(super) async fn user_data(
     w: &mut Work<'_>,
     inputs: &JoinInputs,
     pending: &PendingLaunch,
     how: Delivery,
-) -> Result<String, Blocked> {
+) -> Result<UserData, Blocked> {
     let b = &w.ctx.settings.bootstrap;
     let hostname = pending.instance_name.clone();
     // A key minted for an earlier launch pass that found no instance was never used: drop it.
@@ -264,6 +266,12 @@ pub(super) async fn user_data(
         }
         .into(),
     );
+    let join_secrets = [
+        SecretValue::new(key.key.expose()),
+        SecretValue::new(inputs.secrets.bootstrap_token.as_str()),
+        SecretValue::new(inputs.secrets.machine_token.as_str()),
+        SecretValue::new(inputs.secrets.cluster_secret.as_str()),
+    ];
     let config = WorkerConfig {
         secrets: &inputs.secrets,
         hostname: hostname.clone(),
@@ -286,8 +294,13 @@ pub(super) async fn user_data(
         schematic_id: b.schematic_id.clone(),
         talos_version: b.talos_version.clone(),
     };
-    delivery::user_data(how, &talos, &boot)
-        .map_err(|e| blocked("BootstrapConfigInvalid", e.to_string()))
+    let document = delivery::user_data(how, &talos, &boot)
+        .map_err(|e| blocked("BootstrapConfigInvalid", e.to_string()))?;
+    let format = match how {
+        Delivery::TalosUserData => BootstrapDelivery::TalosUserData,
+        Delivery::CloudInit => BootstrapDelivery::CloudInit,
+    };
+    Ok(UserData::new(document, format).with_secrets(join_secrets))
 }
 
 /// The registration timeout for nodes on `provider`: its GPUProvider's override, else the

@@ -568,11 +568,16 @@ async fn launch_recorded(
         offer: offer_from_pending(&pending),
         instance_name: pending.instance_name.clone(),
         tags: w.tags(),
-        user_data,
+        // Filled in by the host from the sealed document.
+        user_data: None,
         image: None,
+        terminate_after_seconds: None,
     };
     match slot
-        .call(Operation::Launch, slot.plugin.launch(&request))
+        .call(
+            Operation::Launch,
+            slot.plugin.launch(&request, user_data.as_ref()),
+        )
         .await
     {
         Ok(instance) => {
@@ -977,7 +982,12 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
             );
             Ok(Action::requeue(next_health_check(w, valid)))
         }
-        InstanceState::Pending | InstanceState::Booting => {
+        // Not running yet, or in a state expected to pass (a restart, a reading the plugin could
+        // not interpret): wait, within the boot timeout.
+        InstanceState::Pending
+        | InstanceState::Booting
+        | InstanceState::Rebooting
+        | InstanceState::Unknown => {
             w.st.not_found_since = None;
             if clock::since(launched_at, w.now) > settings.boot_timeout {
                 return abandon(
@@ -1035,7 +1045,11 @@ async fn verify_step(w: &mut Work<'_>, valid: &ValidRequest) -> Result<Action, R
                     .max(Duration::from_millis(50)),
             ))
         }
-        InstanceState::Failed | InstanceState::Terminated | InstanceState::Stopping => {
+        InstanceState::Failed
+        | InstanceState::Terminated
+        | InstanceState::Stopping
+        | InstanceState::Stopped
+        | InstanceState::Preempted => {
             abandon(
                 w,
                 &slot,

@@ -2,26 +2,30 @@
 //!
 //! The host, not the guest, holds the network: it checks every origin (including each redirect
 //! hop, followed here with the client's own redirects disabled) against the allow-list before
-//! any connection, substitutes secret placeholders only for allowed requests, caps time and
-//! response size, and scrubs secret values from everything handed back. A request to an origin
-//! that was never granted is a capability violation: it aborts the whole call (see
+//! any connection, adds the provider's credentials itself (`super::auth`) and fills a launch's
+//! sealed bootstrap document into the body (`super::sealed`) only for allowed requests, caps
+//! time and response size, and scrubs secret values from everything handed back. A request to
+//! an origin that was never granted is a capability violation: it aborts the whole call (see
 //! [`CapabilityDenied`]) instead of returning an error the plugin could swallow and retry.
 
 pub mod policy;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use tokio::time::Instant;
 use url::Url;
 
+use super::auth::{self, Credential, HostAuth};
 use super::bindings::http_api::{Header, HttpError, Request, Response};
 use super::error::HostError;
-use super::grants::{Grants, Limits, SecretValue};
-use super::secrets;
+use super::grants::{Grants, Limits};
+use super::sealed::{self, UserData};
+use super::secrets::{self, SecretSet};
 use policy::{AllowList, Origin};
 
 /// Redirect hops followed per request.
@@ -81,7 +85,13 @@ pub fn client() -> Result<reqwest::Client, HostError> {
 pub struct HttpContext {
     client: reqwest::Client,
     allow: AllowList,
-    secrets: BTreeMap<String, SecretValue>,
+    /// The granted secret values, for redaction.
+    secrets: SecretSet,
+    /// [`HttpContext::secrets`] with the values the auth scheme composes from them, once set.
+    with_auth: OnceLock<SecretSet>,
+    /// How requests are authenticated, set once after the validating `info()` call (which
+    /// declares the plugin's scheme); none: requests carry no credentials.
+    auth: OnceLock<HostAuth>,
     limits: Limits,
     /// Which allow-list entries a request was sent to, for diagnostics and the conformance
     /// kit's check of the plugin's declared hosts (a flag per entry: noting a request costs no
@@ -100,10 +110,44 @@ impl HttpContext {
         Self {
             client,
             allow,
-            secrets: grants.secrets.clone(),
+            secrets: SecretSet::new(grants.secrets.values().cloned()),
+            with_auth: OnceLock::new(),
+            auth: OnceLock::new(),
             limits: grants.limits.clone(),
             contacted,
         }
+    }
+
+    /// Sets how requests are authenticated (once, at load, after `info()`), and adds the values
+    /// the scheme composes (a Basic header's `user:password`) to the redaction set.
+    pub fn set_auth(&self, auth: HostAuth) {
+        let _ = self
+            .with_auth
+            .set(self.secrets.with_extra(auth.redaction_values()));
+        let _ = self.auth.set(auth);
+    }
+
+    /// The granted secrets and the values composed from them.
+    fn base_secrets(&self) -> &SecretSet {
+        self.with_auth.get().unwrap_or(&self.secrets)
+    }
+
+    /// The credentials scheme in use, if any.
+    pub fn auth(&self) -> Option<&HostAuth> {
+        self.auth.get()
+    }
+
+    /// The values to redact from what goes back to the plugin now: the granted secrets, the
+    /// current OAuth2 token, and during a launch its document and the secrets in it.
+    pub fn redaction(&self, sealed: Option<&UserData>) -> Cow<'_, SecretSet> {
+        let token = self.auth.get().and_then(HostAuth::current_token);
+        if token.is_none() && sealed.is_none() {
+            return Cow::Borrowed(self.base_secrets());
+        }
+        let extra = token
+            .into_iter()
+            .chain(sealed.map(UserData::redaction_values).unwrap_or_default());
+        Cow::Owned(self.base_secrets().with_extra(extra))
     }
 
     /// The parsed allow-list.
@@ -136,15 +180,17 @@ impl HttpContext {
     }
 
     fn redact(&self, text: &str) -> String {
-        secrets::redact_str(text, &self.secrets)
+        secrets::redact_str(text, self.base_secrets())
     }
 
-    /// Performs one guest request within `budget_left` (what remains of the call's budget).
-    /// `Err` means the call must be aborted.
+    /// Performs one guest request within `budget_left` (what remains of the call's budget),
+    /// filling `sealed` (a launch's document) into the body. `Err` means the call must be
+    /// aborted.
     pub async fn send(
         &self,
         req: Request,
         budget_left: Duration,
+        sealed: Option<&UserData>,
     ) -> Result<Result<Response, HttpError>, CapabilityDenied> {
         let Some(method) = allowed_method(&req.method) else {
             return Ok(Err(HttpError::Invalid(format!(
@@ -166,6 +212,14 @@ impl HttpContext {
                 ))),
             };
         }
+        if let Err(e) = self.check_guest_parts(&req, &url) {
+            return Ok(Err(e));
+        }
+        // Only now, the origin being granted: the document may go into this request's body.
+        let body = match req.body.map(|b| sealed::fill(b, sealed)).transpose() {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
         let requested = req
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
@@ -178,34 +232,120 @@ impl HttpContext {
         // One timer bounds the whole exchange (every redirect hop and the body), rather than
         // one per request, per hop and per body chunk: each timer costs a registration in the
         // runtime's timer wheel and a bounded wait in the I/O driver.
-        let exchange = self.exchange(method, url, req.headers, req.body);
+        let exchange = self.exchange(method, url, req.headers, body, timeout, sealed);
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(outcome) => Ok(outcome),
             Err(_) => Ok(Err(HttpError::Timeout)),
         }
     }
 
+    /// Refuses what the guest may not put in a request: a user-data placeholder outside the
+    /// body, the header or query parameter the credentials go in.
+    fn check_guest_parts(&self, req: &Request, url: &Url) -> Result<(), HttpError> {
+        let values: Vec<&str> = req.headers.iter().map(|h| h.value.as_str()).collect();
+        sealed::refuse_outside_body(url.as_str(), &values)?;
+        let Some(auth) = self.auth.get() else {
+            return Ok(());
+        };
+        if let Some(reserved) = auth.reserved_header()
+            && let Some(h) = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(reserved.as_str()))
+        {
+            return Err(HttpError::Invalid(format!(
+                "header `{}` carries the provider's credentials and is set by the host",
+                self.redact(&h.name)
+            )));
+        }
+        if let Some(param) = auth.reserved_query()
+            && url.query_pairs().any(|(k, _)| k == param)
+        {
+            return Err(HttpError::Invalid(format!(
+                "query parameter `{param}` carries the provider's credentials and is set by the host"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The credential for a request to `url`, if the scheme applies to its origin.
+    async fn credential_for(
+        &self,
+        url: &Url,
+        budget: Duration,
+    ) -> Result<Option<Credential>, HttpError> {
+        match self.auth.get() {
+            Some(auth) if auth.applies_to(url) => {
+                auth.credential(&self.client, budget).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The outgoing request for one hop: the guest's method, URL, headers and body, with the
+    /// credential added.
+    fn outgoing(
+        &self,
+        method: &reqwest::Method,
+        url: &Url,
+        headers: &[Header],
+        body: Option<&Vec<u8>>,
+        credential: Option<&Credential>,
+    ) -> Result<reqwest::Request, HttpError> {
+        let mut url = url.clone();
+        if let Some(Credential::Query(name, value)) = credential {
+            url.query_pairs_mut().append_pair(name, value.expose());
+        }
+        let mut request = reqwest::Request::new(method.clone(), url);
+        *request.headers_mut() = self.header_map(headers)?;
+        if let Some(Credential::Header(name, value)) = credential {
+            request
+                .headers_mut()
+                .insert(name.clone(), auth::header_value(value)?);
+        }
+        if let Some(b) = body {
+            *request.body_mut() = Some(reqwest::Body::from(b.clone()));
+        }
+        Ok(request)
+    }
+
     /// The request and its redirect hops (each checked against the allow-list), then the
-    /// response; the caller bounds it in time.
+    /// response; the caller bounds it in time. An OAuth2 token refused with a 401 is fetched
+    /// again and the request tried once more.
     async fn exchange(
         &self,
         mut method: reqwest::Method,
         mut url: Url,
         headers: Vec<Header>,
         mut body: Option<Vec<u8>>,
+        budget: Duration,
+        sealed: Option<&UserData>,
     ) -> Result<Response, HttpError> {
         let mut hops = 0;
+        let mut refreshed = false;
         loop {
-            let mut request = reqwest::Request::new(method.clone(), self.real_url(&url)?);
-            *request.headers_mut() = self.header_map(&headers)?;
-            if let Some(b) = &body {
-                *request.body_mut() = Some(reqwest::Body::from(b.clone()));
-            }
+            let credential = self.credential_for(&url, budget).await?;
+            // After the credential: a token fetched just now is in the set.
+            let redaction = self.redaction(sealed);
+            let redaction = redaction.as_ref();
+            let request =
+                self.outgoing(&method, &url, &headers, body.as_ref(), credential.as_ref())?;
             let resp = self
                 .client
                 .execute(request)
                 .await
-                .map_err(|e| self.map_error(&e))?;
+                .map_err(|e| self.map_error(e, redaction))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+                && credential.is_some()
+                && !refreshed
+                && let Some(auth) = self.auth.get()
+                && auth.refreshes_on_401()
+            {
+                // The token may have been revoked or expired early: one new one, one retry.
+                auth.invalidate().await;
+                refreshed = true;
+                continue;
+            }
             if resp.status().is_redirection()
                 && let Some(location) = resp.headers().get(LOCATION)
             {
@@ -215,7 +355,8 @@ impl HttpContext {
                         "too many redirects (more than {MAX_REDIRECTS})"
                     )));
                 }
-                let location = self.redact(&String::from_utf8_lossy(location.as_bytes()));
+                let location =
+                    secrets::redact_str(&String::from_utf8_lossy(location.as_bytes()), redaction);
                 let next = url
                     .join(&location)
                     .map_err(|e| HttpError::Invalid(format!("bad redirect location: {e}")))?;
@@ -237,44 +378,18 @@ impl HttpContext {
                 url = next;
                 continue;
             }
-            return self.read(resp).await;
+            return self.read(resp, redaction).await;
         }
     }
 
-    /// The URL to request: `url` with its secret placeholders substituted (the origin was
-    /// already allowed, and substitution may not change it).
-    fn real_url(&self, url: &Url) -> Result<Url, HttpError> {
-        // Most URLs hold no placeholder (keys usually travel in a header): skip the second parse.
-        let text = url.as_str();
-        if !secrets::contains(text.as_bytes(), b"{{secret:")
-            && !secrets::contains(text.as_bytes(), b"%7B%7Bsecret:")
-        {
-            return Ok(url.clone());
-        }
-        let substituted = secrets::substitute_url(text, &self.secrets)
-            .map_err(|e| HttpError::Denied(e.to_string()))?;
-        let real = Url::parse(&substituted)
-            .map_err(|_| HttpError::Invalid("URL invalid after secret substitution".into()))?;
-        if Origin::of(&real) != Origin::of(url) {
-            return Err(HttpError::Denied(
-                "secret substitution may not change the origin".into(),
-            ));
-        }
-        Ok(real)
-    }
-
-    /// The request headers with their secret placeholders substituted (the origin was already
-    /// allowed).
+    /// The request headers as the guest wrote them (credentials are added by the host).
     fn header_map(&self, headers: &[Header]) -> Result<HeaderMap, HttpError> {
         let mut map = HeaderMap::with_capacity(headers.len());
         for h in headers {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
                 HttpError::Invalid(format!("bad header name `{}`", self.redact(&h.name)))
             })?;
-            let value = secrets::substitute_cow(&h.value, &self.secrets)
-                .map_err(|e| HttpError::Denied(e.to_string()))?;
-            // Never echo a header value: it may hold a secret now.
-            let value = HeaderValue::from_str(&value)
+            let value = HeaderValue::from_str(&h.value)
                 .map_err(|_| HttpError::Invalid(format!("bad value for header `{name}`")))?;
             map.append(name, value);
         }
@@ -282,7 +397,11 @@ impl HttpContext {
     }
 
     /// Reads the response, streaming the body and stopping past the cap.
-    async fn read(&self, mut resp: reqwest::Response) -> Result<Response, HttpError> {
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        redaction: &SecretSet,
+    ) -> Result<Response, HttpError> {
         let cap = self.limits.max_response_bytes;
         if resp.content_length().is_some_and(|len| len > cap) {
             return Err(HttpError::TooLarge(cap));
@@ -294,17 +413,18 @@ impl HttpContext {
             .filter(|(name, _)| !NOT_PASSED.contains(name))
             .map(|(name, value)| Header {
                 name: name.as_str().to_owned(),
-                value: secrets::redact_cow(
-                    &String::from_utf8_lossy(value.as_bytes()),
-                    &self.secrets,
-                )
-                .into_owned(),
+                value: secrets::redact_cow(&String::from_utf8_lossy(value.as_bytes()), redaction)
+                    .into_owned(),
             })
             .collect();
         // Sized from the announced length (already checked against the cap) when there is one.
         let expected = resp.content_length().unwrap_or(0);
         let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.map_error(&e))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.map_error(e, redaction))?
+        {
             if (body.len() + chunk.len()) as u64 > cap {
                 return Err(HttpError::TooLarge(cap));
             }
@@ -313,14 +433,20 @@ impl HttpContext {
         Ok(Response {
             status,
             headers,
-            body: secrets::redact_bytes(body, &self.secrets),
+            body: secrets::redact_bytes(body, redaction),
         })
     }
 
-    fn map_error(&self, e: &reqwest::Error) -> HttpError {
+    /// The plugin's view of a failed exchange: never the URL (it may carry a credential),
+    /// and redacted in case a cause quotes one.
+    fn map_error(&self, e: reqwest::Error, redaction: &SecretSet) -> HttpError {
         if e.is_timeout() {
             return HttpError::Timeout;
         }
-        HttpError::Connect(self.redact(&crate::error_chain::text(e)))
+        let e = e.without_url();
+        HttpError::Connect(secrets::redact_str(
+            &crate::error_chain::text(&e),
+            redaction,
+        ))
     }
 }

@@ -19,8 +19,9 @@ wit_bindgen::generate!({
 
 use exports::tgp::provider::provider::Guest;
 use tgp::provider::types::{
-    Availability, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance, LaunchRequest,
-    Offer, Operation, ProviderError, ProviderInfo, Tag, TerminateOutcome,
+    AuthScheme, Availability, Balance, BootstrapDelivery, Capabilities, GpuSpec, Instance,
+    InstanceState, LaunchRequest, Offer, Operation, ProviderError, ProviderInfo, QuoteResult, Tag,
+    TerminateOutcome,
 };
 use tgp::provider::{config, http, log};
 
@@ -45,7 +46,52 @@ fn http_error_text(err: &http::HttpError) -> String {
         http::HttpError::Connect(m) => format!("connect: {m}"),
         http::HttpError::TooLarge(n) => format!("too-large: {n}"),
         http::HttpError::Invalid(m) => format!("invalid: {m}"),
+        http::HttpError::Unauthenticated(m) => format!("unauthenticated: {m}"),
     }
+}
+
+/// The auth scheme to declare: config key `auth` = `bearer` (secret `api_key`), `query`
+/// (parameter `api_key` from secret `api_key`), or unset for none.
+fn declared_auth() -> Option<AuthScheme> {
+    match config::get("auth").as_deref() {
+        Some("bearer") => Some(AuthScheme::Bearer("api_key".into())),
+        Some("query") => Some(AuthScheme::Query(tgp::provider::types::NamedCredential {
+            name: "api_key".into(),
+            secret: "api_key".into(),
+            prefix: String::new(),
+        })),
+        _ => None,
+    }
+}
+
+fn send(
+    method: &str,
+    url: &str,
+    headers: Vec<http::Header>,
+    body: Option<Vec<u8>>,
+) -> Result<http::Response, http::HttpError> {
+    http::send(&http::Request {
+        method: method.into(),
+        url: url.into(),
+        headers,
+        body,
+        timeout_ms: Some(10_000),
+    })
+}
+
+/// Everything a response shows the plugin, as text.
+fn seen(resp: &http::Response) -> String {
+    let headers: Vec<String> = resp
+        .headers
+        .iter()
+        .map(|h| format!("{}: {}", h.name, h.value))
+        .collect();
+    format!(
+        "status {}\n{}\n{}",
+        resp.status,
+        headers.join("\n"),
+        String::from_utf8_lossy(&resp.body)
+    )
 }
 
 fn get(target: &str, headers: Vec<http::Header>) -> Result<http::Response, http::HttpError> {
@@ -85,12 +131,85 @@ impl Guest for Hostile {
                 balance: false,
                 bootstrap: vec![BootstrapDelivery::CloudInit],
                 hosts: declared_hosts(),
+                auth: declared_auth(),
+                self_terminate: false,
             },
             rate_limits: vec![],
         }
     }
 
-    fn quote(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
+    fn quote(spec: GpuSpec) -> Result<QuoteResult, ProviderError> {
+        Self::offers(spec).map(|offers| QuoteResult {
+            offers,
+            unrecognized: vec![],
+        })
+    }
+
+    /// `launch` tries to see the sealed bootstrap document: it places it (JSON-escaped) in the
+    /// body of a POST to `target`, which echoes the request back, also tries to place it in the
+    /// URL and in a header, and answers an instance whose `vendor-state` is everything it saw
+    /// (the request it got, the echoed response, the errors), so a test can check that no
+    /// secret of the document is in it.
+    fn launch(req: LaunchRequest) -> Result<Instance, ProviderError> {
+        let target = target()?;
+        let mut seen_text = format!("request: {req:?}\n");
+        let body = format!(
+            "{{\"name\":\"{}\",\"user_data\":\"{{{{user-data:json}}}}\",\"b64\":\"{{{{user-data:base64}}}}\"}}",
+            req.instance_name
+        );
+        match send("POST", &target, vec![], Some(body.into_bytes())) {
+            Ok(resp) => seen_text.push_str(&format!("echo: {}\n", seen(&resp))),
+            Err(e) => seen_text.push_str(&format!("echo error: {}\n", http_error_text(&e))),
+        }
+        let in_url = format!("{target}?ud={{{{user-data}}}}");
+        match send("GET", &in_url, vec![], None) {
+            Ok(resp) => seen_text.push_str(&format!("url: {}\n", seen(&resp))),
+            Err(e) => seen_text.push_str(&format!("url error: {}\n", http_error_text(&e))),
+        }
+        let header = vec![http::Header {
+            name: "x-user-data".into(),
+            value: "{{user-data}}".into(),
+        }];
+        match send("GET", &target, header, None) {
+            Ok(resp) => seen_text.push_str(&format!("header: {}\n", seen(&resp))),
+            Err(e) => seen_text.push_str(&format!("header error: {}\n", http_error_text(&e))),
+        }
+        log::write(
+            log::Level::Info,
+            &format!("hostile launch saw: {seen_text}"),
+        );
+        Ok(Instance {
+            instance_id: "hostile-1".into(),
+            name: req.instance_name,
+            state: InstanceState::Pending,
+            public_ip: None,
+            region: None,
+            gpu_type: None,
+            price_per_hour: None,
+            tags: req.tags,
+            vendor_state: Some(seen_text),
+        })
+    }
+
+    fn verify(_instance_id: String) -> Result<Instance, ProviderError> {
+        Err(ProviderError::Unsupported("verify".into()))
+    }
+
+    fn terminate(_instance_id: String) -> Result<TerminateOutcome, ProviderError> {
+        Err(ProviderError::Unsupported("terminate".into()))
+    }
+
+    fn balance() -> Result<Balance, ProviderError> {
+        Ok(Balance::Unsupported)
+    }
+
+    fn list_owned(_owner: Tag) -> Result<Vec<Instance>, ProviderError> {
+        Err(ProviderError::Unsupported("list-owned".into()))
+    }
+}
+
+impl Hostile {
+    fn offers(spec: GpuSpec) -> Result<Vec<Offer>, ProviderError> {
         // A gpu-type of the form `mode:<name>` overrides the configured mode for one call, so a
         // test can make a healthy plugin trap once and check that the next call still works.
         let mode = match spec.gpu_type.strip_prefix("mode:") {
@@ -123,57 +242,51 @@ impl Guest for Hostile {
                 )]),
                 Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
             },
-            "secret" => {
+            // Asks the target (an echo server) for whatever it received: the host applied the
+            // declared credentials to the request, so an echo would carry them back.
+            "secret" => match get(&target()?, vec![]) {
+                Ok(resp) => {
+                    let body = String::from_utf8_lossy(&resp.body).into_owned();
+                    let seen_headers: Vec<String> = resp
+                        .headers
+                        .iter()
+                        .map(|h| format!("{}: {}", h.name, h.value))
+                        .collect();
+                    log::write(
+                        log::Level::Info,
+                        &format!("secret mode received body: {body}"),
+                    );
+                    log::write(
+                        log::Level::Info,
+                        &format!("secret mode received headers: {}", seen_headers.join("; ")),
+                    );
+                    Ok(vec![offer(
+                        format!("{body}\n{}", seen_headers.join("\n")),
+                        &spec,
+                    )])
+                }
+                Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
+            },
+            // Tries to set the header the host's credentials go in.
+            "setauth" => {
                 let headers = vec![http::Header {
                     name: "Authorization".into(),
-                    value: "Bearer {{secret:api_key}}".into(),
+                    value: "Bearer chosen-by-the-plugin".into(),
                 }];
                 match get(&target()?, headers) {
-                    Ok(resp) => {
-                        let body = String::from_utf8_lossy(&resp.body).into_owned();
-                        let seen_headers: Vec<String> = resp
-                            .headers
-                            .iter()
-                            .map(|h| format!("{}: {}", h.name, h.value))
-                            .collect();
-                        log::write(
-                            log::Level::Info,
-                            &format!("secret mode received body: {body}"),
-                        );
-                        log::write(
-                            log::Level::Info,
-                            &format!("secret mode received headers: {}", seen_headers.join("; ")),
-                        );
-                        Ok(vec![offer(
-                            format!("{body}\n{}", seen_headers.join("\n")),
-                            &spec,
-                        )])
-                    }
+                    Ok(resp) => Ok(vec![offer(seen(&resp), &spec)]),
+                    Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
+                }
+            }
+            // Tries to have a user-data placeholder filled outside a launch.
+            "placeholder" => {
+                match send("POST", &target()?, vec![], Some(b"{{user-data}}".to_vec())) {
+                    Ok(resp) => Ok(vec![offer(seen(&resp), &spec)]),
                     Err(e) => Err(ProviderError::Internal(http_error_text(&e))),
                 }
             }
             other => Err(ProviderError::Unsupported(format!("unknown mode {other}"))),
         }
-    }
-
-    fn launch(_req: LaunchRequest) -> Result<Instance, ProviderError> {
-        Err(ProviderError::Unsupported("launch".into()))
-    }
-
-    fn verify(_instance_id: String) -> Result<Instance, ProviderError> {
-        Err(ProviderError::Unsupported("verify".into()))
-    }
-
-    fn terminate(_instance_id: String) -> Result<TerminateOutcome, ProviderError> {
-        Err(ProviderError::Unsupported("terminate".into()))
-    }
-
-    fn balance() -> Result<Balance, ProviderError> {
-        Ok(Balance::Unsupported)
-    }
-
-    fn list_owned(_owner: Tag) -> Result<Vec<Instance>, ProviderError> {
-        Err(ProviderError::Unsupported("list-owned".into()))
     }
 }
 
