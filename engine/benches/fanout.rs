@@ -43,6 +43,7 @@ fn grants(name: &str, base: &str, key: &str) -> Grants {
         provider_name: name.into(),
         allowed_hosts: vec![base.into()],
         secrets: [("api_key".to_string(), SecretValue::from(key))].into(),
+        auth: None,
         config,
         limits: Default::default(),
     }
@@ -127,6 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             regions: vec![],
             spot: false,
             max_price_per_hour: None,
+            aliases: Vec::new(),
         };
         let report = pricing::quote_all(&providers, &spec).await;
         print!("{}", tgp::cli::quote::render_table(&report));

@@ -91,6 +91,7 @@ async fn calls(mode: PoolingMode, bytes: &[u8]) -> Result<(), Box<dyn std::error
             regions: (0..regions).map(|i| format!("region-{i}")).collect(),
             spot: false,
             max_price_per_hour: None,
+            aliases: Vec::new(),
         };
         for _ in 0..2000 {
             plugin.quote(&spec).await?;

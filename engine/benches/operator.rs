@@ -139,6 +139,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
             credentials: Some(Credentials {
                 secret_name: "bench-credentials".into(),
                 keys: [("api_key".to_string(), "api-key".to_string())].into(),
+                auth: None,
             }),
             allowed_hosts: vec![cloud_url.to_string()],
             config: [

@@ -162,6 +162,7 @@ fn main() -> Result<(), BoxError> {
             regions: vec![],
             spot: false,
             max_price_per_hour: None,
+            aliases: Vec::new(),
         };
 
         // Warm both paths (connection pools, instance pool, caches).

@@ -73,6 +73,7 @@ fn spec() -> GpuSpec {
         regions: vec![],
         spot: false,
         max_price_per_hour: None,
+        aliases: Vec::new(),
     }
 }
 

@@ -79,6 +79,7 @@ fn grants(name: &str, base_url: &str, key: &str, extra: &[(&str, &str)]) -> Gran
         provider_name: name.into(),
         allowed_hosts: vec![base_url.into()],
         secrets: [("api_key".to_string(), SecretValue::from(key))].into(),
+        auth: None,
         config,
         limits: Default::default(),
     }
