@@ -22,6 +22,8 @@
 //! configuration is empty, HTTP is denied, the clock is the system clock) so that a provider's
 //! pure logic can be unit-tested natively with `cargo test`.
 
+#![deny(missing_docs)]
+
 #[doc(hidden)]
 #[path = "bindings.rs"]
 pub mod __bindings;
